@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Builds the real control-plane tools from their published Go modules (and
+# Prometheus from Debian's package) into a cache outside the repository,
+# keyed by version: a second run builds nothing.
+#
+#   e2e/scripts/tools.sh build   build whatever is missing
+#   e2e/scripts/tools.sh env     print shell exports naming every binary
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${ZOP_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/zoptoken/tools}
+
+K8S_VERSION=v1.36.3
+ETCD_VERSION=v3.6.16
+KWOK_VERSION=v0.8.0
+HELM_VERSION=v3.21.4
+
+k8s_dir=$cache/kubernetes-$K8S_VERSION
+etcd_dir=$cache/etcd-$ETCD_VERSION
+kwok_dir=$cache/kwok-$KWOK_VERSION
+helm_dir=$cache/helm-$HELM_VERSION
+prom_dir=$cache/prometheus-debian
+
+die() { echo "tools: $*" >&2; exit 1; }
+
+need_go() {
+  command -v go >/dev/null || die "Go is not installed: install Go >= 1.26 (GOTOOLCHAIN=local is used, nothing is downloaded)"
+  local v; v=$(go env GOVERSION | sed 's/^go//')
+  [ "$(printf '%s\n1.26\n' "$v" | sort -V | head -1)" = "1.26" ] || die "Go $v is too old: install Go >= 1.26"
+}
+
+# go_build MODULE_DIR OUT_DIR LDFLAGS PACKAGE...
+go_build() {
+  local mod=$1 out=$2 ldflags=$3; shift 3
+  local tmp=$out.partial
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  echo "tools: building $(basename "$out") ($*)" >&2
+  local start=$SECONDS
+  (cd "$here/tools/$mod" && GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod \
+    go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "$@") \
+    || die "building $mod failed: check that the Go module proxy is reachable (GOPROXY=$(go env GOPROXY)) and rerun"
+  mv "$tmp" "$out"
+  echo "tools: built $(basename "$out") in $((SECONDS - start))s" >&2
+}
+
+build_kubernetes() {
+  [ -x "$k8s_dir/kube-apiserver" ] && return
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local v=k8s.io/component-base/version
+  go_build kubernetes "$k8s_dir" \
+    "-X $v.gitVersion=$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+}
+
+build_etcd() {
+  [ -x "$etcd_dir/etcd" ] && return
+  go_build etcd "$etcd_dir" "" . && mv "$etcd_dir/etcd" "$etcd_dir/etcd.tmp" 2>/dev/null || true
+  # `go build .` names the binary after the module's last element, which is already "etcd".
+  [ -x "$etcd_dir/etcd.tmp" ] && mv "$etcd_dir/etcd.tmp" "$etcd_dir/etcd"
+  return 0
+}
+
+build_kwok() {
+  [ -x "$kwok_dir/kwokctl" ] && return
+  go_build kwok "$kwok_dir" "" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
+}
+
+build_helm() {
+  [ -x "$helm_dir/helm" ] && return
+  go_build helm "$helm_dir" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+}
+
+# Debian's prometheus package, unpacked (never installed as a service).
+build_prometheus() {
+  [ -x "$prom_dir/prometheus" ] && return
+  command -v apt-get >/dev/null || die "apt-get is missing: Prometheus comes from Debian's 'prometheus' package"
+  local tmp; tmp=$(mktemp -d)
+  echo "tools: fetching Debian's prometheus package" >&2
+  (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1) \
+    || { apt-get update -qq >/dev/null && (cd "$tmp" && apt-get download prometheus >/dev/null); } \
+    || die "apt-get download prometheus failed: run 'apt-get update' and check the Debian mirror"
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+  mkdir -p "$prom_dir.partial"
+  cp "$tmp/root/usr/bin/prometheus" "$prom_dir.partial/"
+  rm -rf "$prom_dir" "$tmp" && mv "$prom_dir.partial" "$prom_dir"
+}
+
+cmd_env() {
+  cat <<ENV
+export ZOP_K8S_VERSION=$K8S_VERSION
+export ZOP_KUBE_APISERVER=$k8s_dir/kube-apiserver
+export ZOP_KUBE_CONTROLLER_MANAGER=$k8s_dir/kube-controller-manager
+export ZOP_KUBE_SCHEDULER=$k8s_dir/kube-scheduler
+export ZOP_KUBECTL=$k8s_dir/kubectl
+export ZOP_ETCD=$etcd_dir/etcd
+export ZOP_KWOK=$kwok_dir/kwok
+export ZOP_KWOKCTL=$kwok_dir/kwokctl
+export ZOP_HELM=$helm_dir/helm
+export ZOP_PROMETHEUS=$prom_dir/prometheus
+ENV
+}
+
+case ${1:-build} in
+  build)
+    need_go
+    mkdir -p "$cache"
+    build_etcd; build_kwok; build_helm; build_prometheus; build_kubernetes
+    ;;
+  env) cmd_env ;;
+  *) die "usage: $0 build|env" ;;
+esac

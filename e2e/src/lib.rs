@@ -1,0 +1,1 @@
+//! The end-to-end harness: a real local control plane started by kwokctl.

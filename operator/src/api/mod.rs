@@ -1,0 +1,16 @@
+//! The ZopToken API, group `zoptoken.io`, version `v1alpha1`: the only place the
+//! schemas of `Device`, `ComputeTask` and `Settlement` live. CRD YAML, `kubectl
+//! explain` text and CEL validation rules are all generated from these types.
+
+pub mod common;
+pub mod crds;
+pub mod device;
+pub mod settlement;
+pub mod task;
+pub mod task_status;
+
+pub use common::{BASE_UNITS_PER_CXT, BaseUnits, GROUP, PERMILLE, POOL_BASE_UNITS, VERSION};
+pub use device::{Device, DeviceClass, DevicePhase, DeviceSpec, DeviceStatus};
+pub use settlement::{Settlement, SettlementPhase, SettlementSpec, SettlementStatus};
+pub use task::{ComputeTask, ComputeTaskSpec, WorkloadType};
+pub use task_status::{ComputeTaskStatus, TaskPhase};

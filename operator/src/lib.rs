@@ -1,0 +1,4 @@
+//! The ZopToken operator library: API types, controllers and the pure core.
+#![doc = "See `api` for the custom resources."]
+
+pub mod api;
