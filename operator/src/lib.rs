@@ -2,3 +2,4 @@
 #![doc = "See `api` for the custom resources."]
 
 pub mod api;
+pub mod ledger;

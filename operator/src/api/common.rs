@@ -122,8 +122,14 @@ mod tests {
         let mut list = vec![cond("True", 10)];
         set_condition(&mut list, cond("True", 20));
         assert_eq!(list.len(), 1);
-        assert_eq!(list[0].last_transition_time, cond("True", 10).last_transition_time);
+        assert_eq!(
+            list[0].last_transition_time,
+            cond("True", 10).last_transition_time
+        );
         set_condition(&mut list, cond("False", 30));
-        assert_eq!(list[0].last_transition_time, cond("False", 30).last_transition_time);
+        assert_eq!(
+            list[0].last_transition_time,
+            cond("False", 30).last_transition_time
+        );
     }
 }

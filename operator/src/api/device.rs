@@ -31,7 +31,11 @@ use serde::{Deserialize, Serialize};
         type_ = "integer",
         json_path = ".status.identification.gpus[0].vramMiB"
     ),
-    printcolumn(name = "Reputation", type_ = "integer", json_path = ".status.reputation.score"),
+    printcolumn(
+        name = "Reputation",
+        type_ = "integer",
+        json_path = ".status.reputation.score"
+    ),
     printcolumn(name = "Load(%)", type_ = "integer", json_path = ".status.load"),
     printcolumn(
         name = "Provider",
@@ -39,13 +43,20 @@ use serde::{Deserialize, Serialize};
         json_path = ".spec.provider",
         priority = 1
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceSpec {
     /// The provider account this device belongs to; its earnings are credited there.
     /// Immutable.
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("provider is immutable"))]
     pub provider: String,
 

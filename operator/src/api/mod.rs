@@ -8,6 +8,8 @@ pub mod device;
 pub mod settlement;
 pub mod task;
 pub mod task_status;
+#[doc(hidden)]
+pub mod testdata;
 
 pub use common::{BASE_UNITS_PER_CXT, BaseUnits, GROUP, PERMILLE, POOL_BASE_UNITS, VERSION};
 pub use device::{Device, DeviceClass, DevicePhase, DeviceSpec, DeviceStatus};

@@ -21,10 +21,23 @@ use serde::{Deserialize, Serialize};
     doc = "One epoch's rewards from the 100,000,000 CXT pool, hash-chained to the previous epoch.",
     printcolumn(name = "Epoch", type_ = "integer", json_path = ".spec.epoch"),
     printcolumn(name = "Emission", type_ = "integer", json_path = ".spec.emission"),
-    printcolumn(name = "Providers", type_ = "integer", json_path = ".spec.totals.providers"),
+    printcolumn(
+        name = "Providers",
+        type_ = "integer",
+        json_path = ".spec.totals.providers"
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Hash", type_ = "string", json_path = ".spec.hash", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Hash",
+        type_ = "string",
+        json_path = ".spec.hash",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = Rule::new("self == oldSelf").message("a settlement is immutable once written"),

@@ -27,8 +27,17 @@ pub const MAX_CONTRIBUTION_ROWS: usize = 64;
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
-    printcolumn(name = "Priority", type_ = "integer", json_path = ".spec.priority", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Priority",
+        type_ = "integer",
+        json_path = ".spec.priority",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = Rule::new("self.type == 'compute-proof' ? has(self.computeProof) : !has(self.computeProof)")
@@ -267,7 +276,11 @@ pub struct Requirements {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_class: Option<DeviceClass>,
     /// Least VRAM per GPU, in MiB.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "minVramMiB")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "minVramMiB"
+    )]
     #[x_kube(validation = Rule::new("self > 0").message("minVramMiB must be positive"))]
     pub min_vram_mib: Option<u64>,
     /// Only these GPU products (as in the nvidia.com/gpu.product label); any of them.
