@@ -15,6 +15,10 @@ pub const BASE_UNITS_PER_CXT: u64 = 1_000_000;
 
 /// The fixed mining pool: 100,000,000 CXT, in base units.
 pub const POOL_BASE_UNITS: u64 = 100_000_000 * BASE_UNITS_PER_CXT;
+const _: () = assert!(
+    POOL_BASE_UNITS < (1u64 << 53),
+    "the pool must stay JSON-safe"
+);
 
 /// Ratios that feed reward math are integers in per mille: 1000 means 1.0.
 pub const PERMILLE: u32 = 1000;
@@ -105,11 +109,6 @@ mod tests {
             observed_generation: Some(1),
             last_transition_time: Time(Timestamp::from_second(secs).unwrap()),
         }
-    }
-
-    #[test]
-    fn pool_fits_in_json_safe_integers() {
-        assert!(POOL_BASE_UNITS < (1u64 << 53));
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! schemas of `Device`, `ComputeTask` and `Settlement` live. CRD YAML, `kubectl
 //! explain` text and CEL validation rules are all generated from these types.
 
+// kube's `printcolumn(...)` attributes repeat `type_ = ...` by design.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod common;
 pub mod crds;
 pub mod device;
