@@ -2,4 +2,6 @@
 #![doc = "See `api` for the custom resources."]
 
 pub mod api;
+pub mod devices;
+pub mod labels;
 pub mod ledger;

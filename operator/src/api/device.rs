@@ -183,6 +183,9 @@ pub struct DeviceStatus {
     /// Total seconds online since the device joined.
     #[serde(default)]
     pub online_seconds: u64,
+    /// Per-hour online record behind `onlineRatioPermille`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_window: Option<OnlineWindow>,
     /// Whether the device can take new fragments now.
     #[serde(default)]
     pub available: bool,
@@ -203,6 +206,19 @@ pub struct DeviceStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// Online seconds per hour over the last 24 hours; see `devices::online`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OnlineWindow {
+    /// Online seconds per hour bucket, indexed by (hour since the Unix epoch) mod 24.
+    #[schemars(length(max = 24))]
+    pub buckets: Vec<u32>,
+    /// Unix seconds up to which time has been accounted.
+    pub accounted_until: i64,
+    /// Unix seconds when accounting started.
+    pub since: i64,
 }
 
 /// Hardware and software identification.
