@@ -2,6 +2,9 @@
 #![doc = "See `api` for the custom resources."]
 
 pub mod api;
+pub mod controller;
 pub mod devices;
 pub mod labels;
 pub mod ledger;
+pub mod metrics;
+pub mod run;

@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the operator: controllers, metrics and health endpoints.
+    Run(zop_operator::run::RunArgs),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD.
     Crd {
         /// Write `<plural>.zoptoken.io.yaml` files into this directory instead of printing.
@@ -25,6 +27,15 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Run(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info,kube=warn".into()),
+                )
+                .init();
+            tokio::runtime::Runtime::new()?.block_on(zop_operator::run::run(args))?;
+        }
         Command::Crd { out: None } => print!("{}", crds::all_yaml()?),
         Command::Crd { out: Some(dir) } => {
             for (file, crd) in crds::all() {

@@ -1,0 +1,75 @@
+//! The thin shells around the pure core: kube-runtime controllers that read from
+//! reflector stores, call `devices::*`, and write with server-side apply. They own no
+//! state of their own; everything that matters is in the API server.
+
+pub mod devices;
+pub mod onboard;
+
+use kube::runtime::events::{Recorder, Reporter};
+use std::time::Duration;
+
+/// The field manager of every write the controllers make.
+pub const FIELD_MANAGER: &str = "zop-operator";
+
+/// Settings shared by the controllers.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Provider for labelled Nodes that carry no `zoptoken.io/provider` label.
+    pub default_provider: Option<String>,
+    /// Seconds without a heartbeat before an agent device is Offline.
+    pub heartbeat_grace: i64,
+    /// Longest interval between two writes of a device's online accounting.
+    pub accounting_period: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            default_provider: None,
+            heartbeat_grace: 30,
+            accounting_period: 300,
+        }
+    }
+}
+
+/// Why a reconcile failed. `category` is a short fixed label for logs and metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a request.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// An object lacks something it must have.
+    #[error("invalid object: {0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// A low-cardinality category.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kube",
+            Self::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// Requeue after a failure: transient API errors back off briefly; an invalid object
+/// waits for a change to it (or a long resync).
+pub fn retry_after(err: &Error) -> Duration {
+    match err {
+        Error::Kube(_) => Duration::from_secs(5),
+        Error::Invalid(_) => Duration::from_secs(300),
+    }
+}
+
+/// The Event recorder of the operator.
+pub fn recorder(client: kube::Client) -> Recorder {
+    let instance = std::env::var("POD_NAME").ok();
+    Recorder::new(
+        client,
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance,
+        },
+    )
+}

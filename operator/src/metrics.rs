@@ -1,0 +1,114 @@
+//! The operator's Prometheus registry and the metrics computed at scrape time from
+//! reflector stores. Every metric starts with `zop_`; labels stay low-cardinality
+//! (phases, classes, reasons), never object names.
+
+use crate::api::Device;
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+
+/// A registry with the `zop` prefix.
+pub fn registry() -> Registry {
+    Registry::with_prefix("zop")
+}
+
+/// `zop_devices{phase,class}`: Devices counted from the store on every scrape, so the
+/// figure can never drift from what the API server holds.
+#[derive(Debug)]
+pub struct DeviceCollector {
+    store: Store<Device>,
+}
+
+impl DeviceCollector {
+    /// Registers the collector.
+    pub fn register(registry: &mut Registry, store: Store<Device>) {
+        registry.register_collector(Box::new(Self { store }));
+    }
+}
+
+/// Devices by (phase, class).
+pub fn count_devices<'a>(
+    devices: impl Iterator<Item = &'a Device>,
+) -> BTreeMap<(String, String), i64> {
+    let mut counts = BTreeMap::new();
+    for d in devices {
+        let phase = d.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        let key = (
+            format!("{phase:?}"),
+            format!("{:?}", d.spec.class).to_lowercase(),
+        );
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
+impl Collector for DeviceCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let devices = self.store.state();
+        let counts = count_devices(devices.iter().map(AsRef::as_ref));
+        let mut family = encoder.encode_descriptor(
+            "devices",
+            "Devices by phase and class",
+            None,
+            MetricType::Gauge,
+        )?;
+        for ((phase, class), n) in counts {
+            let labels = [("phase", phase), ("class", class)];
+            ConstGauge::new(n).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Renders the registry in the OpenMetrics text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::device::{DeviceSource, DeviceSpec, DeviceStatus, NodeSource};
+    use crate::api::{BaseUnits, DeviceClass, DevicePhase};
+
+    fn device(class: DeviceClass, phase: DevicePhase) -> Device {
+        let mut d = Device::new(
+            "d",
+            DeviceSpec {
+                provider: "p".into(),
+                source: DeviceSource {
+                    node: Some(NodeSource { name: "n".into() }),
+                    agent: None,
+                },
+                class,
+                stake: BaseUnits(0),
+                cordoned: false,
+            },
+        );
+        d.status = Some(DeviceStatus {
+            phase,
+            ..Default::default()
+        });
+        d
+    }
+
+    #[test]
+    fn devices_are_counted_by_phase_and_class() {
+        let ds = [
+            device(DeviceClass::Gpu, DevicePhase::Online),
+            device(DeviceClass::Gpu, DevicePhase::Online),
+            device(DeviceClass::Cpu, DevicePhase::Offline),
+        ];
+        let counts = count_devices(ds.iter());
+        assert_eq!(counts[&("Online".into(), "gpu".into())], 2);
+        assert_eq!(counts[&("Offline".into(), "cpu".into())], 1);
+        assert_eq!(counts.len(), 2);
+    }
+}

@@ -1,0 +1,161 @@
+//! `zop-operator run`: wires the controllers, the metrics and health endpoints, and
+//! leader election together. Controllers run only on the replica holding the Lease.
+
+use crate::controller::{self, Config};
+use crate::metrics::{self, DeviceCollector};
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Options of `zop-operator run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The namespace the operator runs in (Group Keys, tokens, Lease).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "zoptoken-system")]
+    pub namespace: String,
+    /// Provider for labelled Nodes without a `zoptoken.io/provider` label.
+    #[arg(long, env = "ZOP_DEFAULT_PROVIDER")]
+    pub default_provider: Option<String>,
+    /// Seconds without a heartbeat before an agent device is Offline.
+    #[arg(long, default_value_t = 30)]
+    pub heartbeat_grace_seconds: i64,
+    /// Longest interval between two writes of a device's online accounting.
+    #[arg(long, default_value_t = 300)]
+    pub accounting_period_seconds: i64,
+    /// Address of the metrics and health endpoints.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_bind: SocketAddr,
+    /// Elect a leader through a Lease before running controllers.
+    #[arg(long, default_value_t = false)]
+    pub leader_election: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "zop-operator")]
+    pub lease_name: String,
+}
+
+impl RunArgs {
+    fn controller_config(&self) -> Config {
+        Config {
+            default_provider: self.default_provider.clone(),
+            heartbeat_grace: self.heartbeat_grace_seconds,
+            accounting_period: self.accounting_period_seconds,
+        }
+    }
+}
+
+/// Runs until SIGINT or SIGTERM, or until leadership is lost.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(stop_on_signal(stop_tx.clone()));
+
+    let mut registry = metrics::registry();
+    let devices = controller::devices::controller(&client);
+    DeviceCollector::register(&mut registry, devices.store());
+    let registry = Arc::new(registry);
+    let http = serve_http(args.metrics_bind, registry.clone(), stop_rx.clone()).await?;
+
+    if args.leader_election {
+        wait_for_leadership(&client, &args, stop_tx.clone()).await?;
+    }
+    let config = args.controller_config();
+    tracing::info!("starting controllers");
+    tokio::join!(
+        controller::onboard::run(client.clone(), config.clone(), stopped(stop_rx.clone())),
+        controller::devices::run(devices, client.clone(), config, stopped(stop_rx.clone())),
+    );
+    let _ = stop_tx.send(true);
+    http.await.context("metrics server")?;
+    Ok(())
+}
+
+/// Resolves once a stop is requested.
+pub async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn stop_on_signal(tx: watch::Sender<bool>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("stopping");
+    let _ = tx.send(true);
+}
+
+async fn serve_http(
+    bind: SocketAddr,
+    registry: Arc<prometheus_client::registry::Registry>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics::render(&registry),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding the metrics endpoint to {bind}: is the port in use?"))?;
+    tracing::info!(%bind, "metrics and health endpoints listening");
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped(stop))
+            .await;
+    }))
+}
+
+/// Blocks until this replica holds the Lease; on a later loss, requests a stop so the
+/// process exits and its replacement competes again.
+async fn wait_for_leadership(
+    client: &Client,
+    args: &RunArgs,
+    stop: watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&args.namespace)
+        .build()
+        .await
+        .context("creating the leader-election Lease manager")?;
+    let (mut leader, _task) = manager.watch().await;
+    tracing::info!(lease = %args.lease_name, "waiting for leadership");
+    leader
+        .wait_for(|l| *l)
+        .await
+        .context("lease manager stopped")?;
+    tracing::info!("acquired leadership");
+    tokio::spawn(async move {
+        let _ = leader.wait_for(|l| !*l).await;
+        tracing::warn!("lost leadership, stopping");
+        let _ = stop.send(true);
+    });
+    Ok(())
+}
