@@ -2,6 +2,7 @@
 #![doc = "See `api` for the custom resources."]
 
 pub mod api;
+pub mod cli;
 pub mod controller;
 pub mod devices;
 pub mod labels;

@@ -1,0 +1,101 @@
+//! `kubectl zop`: the plugin admins and requesters use. Each subcommand is a thin
+//! layer over the API; the logic it shows (device summaries, chain verification) is
+//! in the pure core.
+
+pub mod summary;
+
+use crate::api::{ComputeTask, Device, Settlement};
+use crate::ledger::chain;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use std::path::PathBuf;
+
+/// kubectl plugin for ZopToken.
+#[derive(Debug, Parser)]
+#[command(name = "kubectl-zop", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Devices by phase, class and GPU model.
+    Devices,
+    /// Compute tasks with their progress.
+    Tasks {
+        /// Namespace; all namespaces when omitted.
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Submit a ComputeTask manifest, checked client-side first.
+    Submit {
+        /// The manifest.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Namespace.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// Verify the settlement ledger's hash chain.
+    Ledger,
+}
+
+/// Runs the plugin.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    match cli.command {
+        Command::Devices => {
+            let devices = Api::<Device>::all(client)
+                .list(&ListParams::default())
+                .await?;
+            print!("{}", summary::devices(&devices.items));
+        }
+        Command::Tasks { namespace } => {
+            let api = match namespace {
+                Some(ns) => Api::<ComputeTask>::namespaced(client, &ns),
+                None => Api::all(client),
+            };
+            print!(
+                "{}",
+                summary::tasks(&api.list(&ListParams::default()).await?.items)
+            );
+        }
+        Command::Submit { file, namespace } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let task: ComputeTask = serde_saphyr::from_str(&text)
+                .with_context(|| format!("{} is not a ComputeTask", file.display()))?;
+            task.validate_cel()
+                .map_err(|e| anyhow::anyhow!("{} is invalid: {e:?}", file.display()))?;
+            let name = task.name_any();
+            Api::<ComputeTask>::namespaced(client, &namespace)
+                .patch(
+                    &name,
+                    &PatchParams::apply("kubectl-zop"),
+                    &Patch::Apply(&task),
+                )
+                .await?;
+            println!("computetask.zoptoken.io/{name} submitted in {namespace}");
+        }
+        Command::Ledger => {
+            let mut specs: Vec<_> = Api::<Settlement>::all(client)
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .map(|s| s.spec)
+                .collect();
+            specs.sort_by_key(|s| s.epoch);
+            match chain::verify(&specs) {
+                Ok(()) => println!("ledger verified: {} settlements, chain intact", specs.len()),
+                Err(e) => anyhow::bail!("ledger broken: {e}"),
+            }
+        }
+    }
+    Ok(())
+}
