@@ -19,9 +19,9 @@ enum Command {
     Run(zop_operator::run::RunArgs),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD.
     Crd {
-        /// Write `<plural>.zoptoken.io.yaml` files into this directory instead of printing.
+        /// Write `<plural>.zoptoken.io.yaml` files into these directories instead of printing.
         #[arg(long)]
-        out: Option<PathBuf>,
+        out: Vec<PathBuf>,
     },
 }
 
@@ -36,12 +36,16 @@ fn main() -> anyhow::Result<()> {
                 .init();
             tokio::runtime::Runtime::new()?.block_on(zop_operator::run::run(args))?;
         }
-        Command::Crd { out: None } => print!("{}", crds::all_yaml()?),
-        Command::Crd { out: Some(dir) } => {
-            for (file, crd) in crds::all() {
-                let path = dir.join(file);
-                std::fs::write(&path, crds::to_yaml(&crd)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
+        Command::Crd { out } if out.is_empty() => print!("{}", crds::all_yaml()?),
+        Command::Crd { out } => {
+            for dir in out {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                for (file, crd) in crds::all() {
+                    let path = dir.join(file);
+                    std::fs::write(&path, crds::to_yaml(&crd)?)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
             }
         }
     }

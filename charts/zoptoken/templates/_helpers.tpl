@@ -1,0 +1,10 @@
+{{- define "zoptoken.labels" -}}
+app.kubernetes.io/name: zoptoken
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end }}
+{{- define "zoptoken.selector" -}}
+app.kubernetes.io/name: zoptoken
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
