@@ -9,3 +9,4 @@ pub mod labels;
 pub mod ledger;
 pub mod metrics;
 pub mod run;
+pub mod scheduler;

@@ -23,8 +23,9 @@ pub mod placement;
 pub mod slicer;
 pub mod snapshot;
 
-#[cfg(test)]
-mod testing;
+/// Chainable builders of devices and tasks for tests and benchmarks.
+#[doc(hidden)]
+pub mod fixtures;
 
 pub use cycle::{CycleConfig, CycleInput, CycleOutcome, QueuedTask, RetryPolicy, Unit};
 pub use fairness::{Demand, fair_shares};
