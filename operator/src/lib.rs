@@ -10,3 +10,4 @@ pub mod ledger;
 pub mod metrics;
 pub mod run;
 pub mod scheduler;
+pub mod tasks;
