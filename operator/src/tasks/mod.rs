@@ -1,5 +1,6 @@
 //! The pure core of the task lifecycle: which phase a ComputeTask is in and why, and
 //! the aggregated status it shows. No I/O; the task controller calls these.
 
+pub mod assignment;
 pub mod lifecycle;
 pub mod summary;

@@ -1,0 +1,306 @@
+//! Assignments: one device and a contiguous batch of a task's fragments, the unit the
+//! operator persists, a worker pulls and reports on. This module owns the record and
+//! its state machine; it guarantees a fragment is completed at most once, however often
+//! a result is (re)submitted. Pure; times are Unix milliseconds.
+
+use crate::api::task_status::{DeviceContribution, FragmentCounts};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where an assignment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum State {
+    /// Created; the worker has not started.
+    Pending,
+    /// The worker reported progress.
+    Running,
+    /// Every fragment has a result.
+    Completed,
+    /// The worker failed it, or its device was lost; unfinished fragments are reassigned.
+    Lost,
+}
+
+/// One fragment's committed result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FragmentResult {
+    /// The fragment index within the task.
+    pub fragment: u32,
+    /// Hex digest committing to the fragment's output (a Merkle root for compute-proof).
+    pub digest: String,
+    /// Work units the fragment is worth.
+    pub work_units: u64,
+    /// Milliseconds the worker spent on it.
+    pub elapsed_ms: u64,
+}
+
+/// A persisted assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assignment {
+    /// Namespace of the task.
+    pub task_namespace: String,
+    /// Name of the task.
+    pub task: String,
+    /// UID of the task, so a recreated task never inherits results.
+    pub task_uid: String,
+    /// The device it runs on.
+    pub device: String,
+    /// First fragment index (inclusive).
+    pub start: u32,
+    /// Last fragment index (exclusive).
+    pub end: u32,
+    /// How many times these fragments were assigned before (0 for the first).
+    pub attempt: u32,
+    /// Its state.
+    pub state: State,
+    /// Results so far, sorted by fragment.
+    #[serde(default)]
+    pub results: Vec<FragmentResult>,
+    /// When it was created.
+    pub created_ms: i64,
+    /// The last progress report.
+    #[serde(default)]
+    pub updated_ms: i64,
+}
+
+/// Why a report was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    /// The fragment is not in this assignment.
+    #[error("fragment {0} is not part of this assignment")]
+    OutOfRange(u32),
+    /// The assignment was lost or completed; the report is late.
+    #[error("the assignment is {0:?} and takes no more results")]
+    Closed(State),
+    /// A different result for a fragment already completed: a replayed or forged
+    /// submission, which verification counts against the device.
+    #[error("fragment {0} already has a different result")]
+    Conflicting(u32),
+    /// The digest is not 64 lowercase hex characters.
+    #[error("digest of fragment {0} is malformed")]
+    BadDigest(u32),
+}
+
+impl Assignment {
+    /// Fragments in the assignment.
+    pub fn len(&self) -> u32 {
+        self.end.saturating_sub(self.start)
+    }
+
+    /// Whether it holds no fragments.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records a fragment's result. Resubmitting an identical result is accepted and
+    /// changes nothing (workers retry on network errors); a different one is refused.
+    /// Returns whether the result was new.
+    pub fn record(&mut self, r: FragmentResult, now_ms: i64) -> Result<bool, ReportError> {
+        if !(self.start..self.end).contains(&r.fragment) {
+            return Err(ReportError::OutOfRange(r.fragment));
+        }
+        if r.digest.len() != 64
+            || !r
+                .digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(ReportError::BadDigest(r.fragment));
+        }
+        match self
+            .results
+            .binary_search_by_key(&r.fragment, |x| x.fragment)
+        {
+            Ok(i) if self.results[i].digest == r.digest => return Ok(false),
+            Ok(_) => return Err(ReportError::Conflicting(r.fragment)),
+            Err(_) if matches!(self.state, State::Lost | State::Completed) => {
+                return Err(ReportError::Closed(self.state));
+            }
+            Err(i) => self.results.insert(i, r),
+        }
+        self.updated_ms = now_ms;
+        self.state = if self.results.len() as u32 == self.len() {
+            State::Completed
+        } else {
+            State::Running
+        };
+        Ok(true)
+    }
+
+    /// Marks the assignment lost (device gone, pod failed). Results already recorded
+    /// stay; the rest is what must be reassigned.
+    pub fn lose(&mut self, now_ms: i64) {
+        if self.state != State::Completed {
+            self.state = State::Lost;
+            self.updated_ms = now_ms;
+        }
+    }
+
+    /// Fragments without a result.
+    pub fn unfinished(&self) -> Vec<u32> {
+        let mut done = self.results.iter().map(|r| r.fragment).peekable();
+        (self.start..self.end)
+            .filter(|f| {
+                while done.peek().is_some_and(|d| d < f) {
+                    done.next();
+                }
+                done.peek() != Some(f)
+            })
+            .collect()
+    }
+}
+
+/// Fragment counts of a task from its assignments. A fragment counts once: completed if
+/// any assignment holds its result, else running if a live assignment holds it, else
+/// pending. `failed` is supplied by the caller (fragments past their retry limit).
+pub fn counts(total: u32, assignments: &[Assignment], failed: u32) -> FragmentCounts {
+    let mut completed = std::collections::BTreeSet::new();
+    let mut running = std::collections::BTreeSet::new();
+    for a in assignments {
+        completed.extend(a.results.iter().map(|r| r.fragment));
+        if matches!(a.state, State::Pending | State::Running) {
+            running.extend(a.start..a.end);
+        }
+    }
+    let running = running.difference(&completed).count() as u32;
+    let completed = completed.len() as u32;
+    FragmentCounts {
+        total,
+        pending: total.saturating_sub(completed + running + failed),
+        running,
+        completed,
+        verified: 0,
+        rejected: 0,
+        failed,
+    }
+}
+
+/// Per-device contribution rows from assignments (unbounded; see `summary`).
+pub fn contributions(assignments: &[Assignment]) -> Vec<DeviceContribution> {
+    let mut by_device: BTreeMap<&str, DeviceContribution> = BTreeMap::new();
+    for a in assignments {
+        let row = by_device
+            .entry(&a.device)
+            .or_insert_with(|| DeviceContribution {
+                device: a.device.clone(),
+                ..Default::default()
+            });
+        row.fragments += a.results.len() as u64;
+        row.work_units += a.results.iter().map(|r| r.work_units).sum::<u64>();
+    }
+    by_device.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assignment(start: u32, end: u32) -> Assignment {
+        Assignment {
+            task_namespace: "ns".into(),
+            task: "t".into(),
+            task_uid: "uid".into(),
+            device: "d1".into(),
+            start,
+            end,
+            attempt: 0,
+            state: State::Pending,
+            results: Vec::new(),
+            created_ms: 0,
+            updated_ms: 0,
+        }
+    }
+
+    fn result(fragment: u32, digest_byte: char) -> FragmentResult {
+        FragmentResult {
+            fragment,
+            digest: digest_byte.to_string().repeat(64),
+            work_units: 10,
+            elapsed_ms: 5,
+        }
+    }
+
+    #[test]
+    fn results_complete_the_assignment_in_any_order() {
+        let mut a = assignment(10, 13);
+        assert_eq!(a.record(result(12, 'a'), 1), Ok(true));
+        assert_eq!(a.state, State::Running);
+        a.record(result(10, 'b'), 2).unwrap();
+        a.record(result(11, 'c'), 3).unwrap();
+        assert_eq!(a.state, State::Completed);
+        assert_eq!(
+            a.results.iter().map(|r| r.fragment).collect::<Vec<_>>(),
+            [10, 11, 12]
+        );
+    }
+
+    #[test]
+    fn a_fragment_is_never_completed_twice() {
+        let mut a = assignment(0, 2);
+        a.record(result(0, 'a'), 1).unwrap();
+        assert_eq!(
+            a.record(result(0, 'a'), 2),
+            Ok(false),
+            "an identical retry is idempotent"
+        );
+        assert_eq!(
+            a.record(result(0, 'b'), 3),
+            Err(ReportError::Conflicting(0))
+        );
+        assert_eq!(a.results.len(), 1);
+        assert_eq!(counts(2, &[a.clone(), a], 0).completed, 1);
+    }
+
+    #[test]
+    fn out_of_range_malformed_and_late_reports_are_refused() {
+        let mut a = assignment(0, 2);
+        assert_eq!(a.record(result(2, 'a'), 1), Err(ReportError::OutOfRange(2)));
+        let mut bad = result(0, 'a');
+        bad.digest = "XYZ".into();
+        assert_eq!(a.record(bad, 1), Err(ReportError::BadDigest(0)));
+        a.lose(5);
+        assert_eq!(
+            a.record(result(1, 'a'), 6),
+            Err(ReportError::Closed(State::Lost))
+        );
+    }
+
+    #[test]
+    fn a_lost_assignment_keeps_its_results_and_names_the_rest() {
+        let mut a = assignment(5, 10);
+        a.record(result(6, 'a'), 1).unwrap();
+        a.record(result(8, 'a'), 1).unwrap();
+        a.lose(2);
+        assert_eq!(a.unfinished(), [5, 7, 9]);
+    }
+
+    #[test]
+    fn counts_see_each_fragment_once_across_reassignments() {
+        let mut lost = assignment(0, 4);
+        lost.record(result(0, 'a'), 1).unwrap();
+        lost.lose(2);
+        let mut again = assignment(1, 4);
+        again.attempt = 1;
+        again.record(result(1, 'a'), 3).unwrap();
+        let c = counts(10, &[lost, again], 1);
+        assert_eq!((c.completed, c.running, c.failed, c.pending), (2, 2, 1, 5));
+    }
+
+    #[test]
+    fn contributions_sum_per_device() {
+        let mut a = assignment(0, 2);
+        a.record(result(0, 'a'), 1).unwrap();
+        let mut b = assignment(2, 4);
+        b.device = "d2".into();
+        b.record(result(2, 'a'), 1).unwrap();
+        b.record(result(3, 'a'), 1).unwrap();
+        let rows = contributions(&[a, b]);
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.device.as_str(), r.work_units))
+                .collect::<Vec<_>>(),
+            [("d1", 10), ("d2", 20)]
+        );
+    }
+}
