@@ -5,4 +5,5 @@
 pub mod identify;
 pub mod online;
 pub mod phase;
+pub mod plausibility;
 pub mod quantity;
