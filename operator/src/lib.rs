@@ -5,6 +5,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod devices;
+pub mod gateway;
 pub mod labels;
 pub mod ledger;
 pub mod metrics;

@@ -1,0 +1,70 @@
+//! Gateway metrics (`zop_gateway_*`), with low-cardinality labels only.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of registrations.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistrationLabels {
+    /// `accepted` or `rejected`.
+    pub result: &'static str,
+    /// The reason, or `Registered`.
+    pub reason: &'static str,
+}
+
+/// Labels of request durations.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route pattern, never the raw path.
+    pub route: String,
+}
+
+/// The gateway's metrics.
+#[derive(Debug, Clone)]
+pub struct GatewayMetrics {
+    /// Heartbeats accepted.
+    pub heartbeats: Counter,
+    /// Registrations by result and reason.
+    pub registrations: Family<RegistrationLabels, Counter>,
+    /// Request durations by route.
+    pub durations: Family<RouteLabels, Histogram>,
+}
+
+impl GatewayMetrics {
+    /// Registers the metrics.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            heartbeats: Counter::default(),
+            registrations: Family::default(),
+            durations: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+            }),
+        };
+        registry.register(
+            "gateway_heartbeats",
+            "Heartbeats accepted",
+            m.heartbeats.clone(),
+        );
+        registry.register(
+            "gateway_registrations",
+            "Agent registrations by result and reason",
+            m.registrations.clone(),
+        );
+        registry.register(
+            "gateway_request_duration_seconds",
+            "Gateway request durations",
+            m.durations.clone(),
+        );
+        m
+    }
+
+    /// Counts a registration outcome.
+    pub fn registration(&self, result: &'static str, reason: &'static str) {
+        self.registrations
+            .get_or_create(&RegistrationLabels { result, reason })
+            .inc();
+    }
+}

@@ -1,0 +1,218 @@
+//! The gateway: an HTTPS server (axum on rustls) inside the operator, the only door for
+//! workers and agents. Agents register with a Group Key and heartbeat with a per-device
+//! token; worker pods present projected service-account tokens checked by TokenReview.
+//! Secrets are stored hashed; no credential is ever logged.
+
+pub mod auth;
+pub mod metrics;
+pub mod protocol;
+pub mod routes;
+pub mod secrets;
+pub mod tls;
+
+use crate::api::Device;
+use crate::labels;
+use auth::Authenticator;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use futures::StreamExt;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use metrics::{GatewayMetrics, RouteLabels};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Gateway settings, as flags of `zop-operator run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayConfig {
+    /// Namespace of Group Keys, device tokens and the TLS Secret (the operator's).
+    #[arg(skip)]
+    pub namespace: String,
+    /// Address the gateway listens on.
+    #[arg(long = "gateway-bind", default_value = "0.0.0.0:8443")]
+    pub bind: SocketAddr,
+    /// The kubernetes.io/tls Secret with the certificate; generated when absent.
+    #[arg(long = "gateway-tls-secret", default_value = "zop-gateway-tls")]
+    pub tls_secret: String,
+    /// DNS names for a generated certificate (repeatable).
+    #[arg(long = "gateway-dns-name")]
+    pub dns_names: Vec<String>,
+    /// Audience worker pods' projected tokens must carry.
+    #[arg(long = "gateway-audience", default_value = "zoptoken-gateway")]
+    pub audience: String,
+    /// Seconds between agent heartbeats.
+    #[arg(long = "heartbeat-seconds", default_value_t = 10)]
+    pub heartbeat_seconds: u32,
+    /// Requests per second allowed per credential.
+    #[arg(long = "gateway-rate", default_value_t = 5)]
+    pub rate_per_second: u32,
+    /// Burst allowed per credential.
+    #[arg(long = "gateway-burst", default_value_t = 20)]
+    pub burst: u32,
+    /// Largest request body in bytes.
+    #[arg(long = "gateway-body-limit", default_value_t = 64 * 1024)]
+    pub body_limit: usize,
+}
+
+/// What the handlers share.
+pub struct GatewayState {
+    /// API client.
+    pub client: Client,
+    /// Settings.
+    pub config: GatewayConfig,
+    /// Group Key Secrets.
+    pub keys: Store<Secret>,
+    /// Devices.
+    pub devices: Store<Device>,
+    /// Caller authentication.
+    pub auth: Authenticator,
+    /// Per-credential rate limits, keyed by credential hash.
+    pub limiter: DefaultKeyedRateLimiter<String>,
+    /// Metrics.
+    pub metrics: GatewayMetrics,
+}
+
+impl std::fmt::Debug for GatewayState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GatewayState {
+    /// State over the given stores.
+    pub fn new(
+        client: Client,
+        config: GatewayConfig,
+        keys: Store<Secret>,
+        tokens: Store<Secret>,
+        devices: Store<Device>,
+        metrics: GatewayMetrics,
+    ) -> Self {
+        let rate = NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
+        Self {
+            auth: Authenticator::new(
+                client.clone(),
+                config.namespace.clone(),
+                config.audience.clone(),
+                tokens,
+            ),
+            limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
+            client,
+            config,
+            keys,
+            devices,
+            metrics,
+        }
+    }
+}
+
+/// The router.
+pub fn router(state: Arc<GatewayState>) -> Router {
+    Router::new()
+        .route(protocol::REGISTER, post(routes::register))
+        .route(protocol::HEARTBEAT, post(routes::heartbeat))
+        .route("/v1/whoami", get(routes::whoami))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), timed))
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .with_state(state)
+}
+
+async fn timed(State(state): State<Arc<GatewayState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .durations
+        .get_or_create(&RouteLabels { route })
+        .observe(start.elapsed().as_secs_f64());
+    resp
+}
+
+fn spawn_reflector<K>(api: Api<K>, config: watcher::Config) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config))
+        .default_backoff()
+        .for_each(|_| futures::future::ready(()));
+    tokio::spawn(stream);
+    reader
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    client: Client,
+    config: GatewayConfig,
+    metrics: GatewayMetrics,
+    devices: Store<Device>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
+    let keys = spawn_reflector(
+        secrets.clone(),
+        watcher::Config::default().labels(&format!("{}=true", labels::GROUP_KEY)),
+    );
+    let tokens = spawn_reflector(secrets, watcher::Config::default().labels(labels::DEVICE));
+    let pem = tls::load_or_create(
+        &client,
+        &config.namespace,
+        &config.tls_secret,
+        &config.dns_names,
+    )
+    .await?;
+    let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(&pem)?);
+    let _ = keys.wait_until_ready().await;
+    let _ = tokens.wait_until_ready().await;
+    let bind = config.bind;
+    let state = Arc::new(GatewayState::new(
+        client, config, keys, tokens, devices, metrics,
+    ));
+    let app = router(state.clone());
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    // Forget idle per-credential limiters so memory follows active callers.
+    let limiter_state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            limiter_state.limiter.retain_recent();
+        }
+    });
+    tracing::info!(%bind, "gateway listening (HTTPS)");
+    axum_server::bind_rustls(bind, rustls)
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+        .map_err(|e| anyhow::anyhow!("gateway on {bind}: {e}: is the port in use?"))
+}
+
+#[cfg(test)]
+mod tests;

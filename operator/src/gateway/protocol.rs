@@ -1,0 +1,377 @@
+//! The gateway's wire format, shared by the server and the `zop-worker` client: request
+//! and response bodies, the error body with its stable `reason`, and the decoders that
+//! turn untrusted bytes into validated requests (or an error naming the field).
+
+use crate::api::device::{Benchmark, GpuInfo, Identification};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+/// Route of registration.
+pub const REGISTER: &str = "/v1/register";
+/// Route of heartbeats.
+pub const HEARTBEAT: &str = "/v1/heartbeat";
+
+/// An agent asks to join with a Group Key (sent as the bearer token).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterRequest {
+    /// The agent's host name; with the provider it names the Device.
+    pub hostname: String,
+    /// What the agent detected.
+    pub identification: Identification,
+    /// Its benchmark and fingerprint.
+    #[serde(default)]
+    pub benchmark: Option<Benchmark>,
+}
+
+/// The device's identity and its token, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterResponse {
+    /// The Device's name.
+    pub device: String,
+    /// The device token (`zdt_…`); the gateway keeps only its hash.
+    pub token: String,
+    /// Seconds between heartbeats.
+    pub heartbeat_seconds: u32,
+}
+
+/// A device reports it is alive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatRequest {
+    /// Load in percent.
+    #[serde(default)]
+    pub load: u32,
+    /// Fragments running now.
+    #[serde(default)]
+    pub running_fragments: u32,
+    /// A fresh benchmark, when the agent re-measured.
+    #[serde(default)]
+    pub benchmark: Option<Benchmark>,
+}
+
+/// Acknowledges a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeartbeatResponse {
+    /// The Device's name.
+    pub device: String,
+    /// Seconds until the next heartbeat.
+    pub heartbeat_seconds: u32,
+}
+
+/// Every error the gateway returns: a stable machine-readable reason and a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable reason, e.g. `InvalidGroupKey`.
+    pub reason: String,
+    /// What went wrong; for bad input, it names the field.
+    pub message: String,
+}
+
+/// A failed request: status, reason and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Stable reason.
+    pub reason: &'static str,
+    /// Message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400 InvalidRequest naming `field`.
+    pub fn invalid(field: &str, why: impl std::fmt::Display) -> Self {
+        Self {
+            status: 400,
+            reason: "InvalidRequest",
+            message: format!("{field}: {why}"),
+        }
+    }
+
+    /// 401 with a reason.
+    pub fn unauthorized(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: 401,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// 500 Internal, without leaking details.
+    pub fn internal() -> Self {
+        Self {
+            status: 500,
+            reason: "Internal",
+            message: "internal error; see the operator log".into(),
+        }
+    }
+
+    /// The body.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            reason: self.reason.into(),
+            message: self.message.clone(),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl axum::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        (self.status_code(), axum::Json(self.body())).into_response()
+    }
+}
+
+const MAX_TEXT: usize = 253;
+const MAX_GPUS: usize = 16;
+
+/// Decodes and validates a registration.
+pub fn decode_register(bytes: &[u8]) -> Result<RegisterRequest, ApiError> {
+    let mut req: RegisterRequest = decode_json(bytes)?;
+    req.hostname = sanitize_hostname(&req.hostname)?;
+    validate_identification(&req.identification)?;
+    if let Some(b) = &req.benchmark {
+        validate_benchmark("benchmark", b)?;
+    }
+    Ok(req)
+}
+
+/// Decodes and validates a heartbeat.
+pub fn decode_heartbeat(bytes: &[u8]) -> Result<HeartbeatRequest, ApiError> {
+    let req: HeartbeatRequest = decode_json(bytes)?;
+    if req.load > 100 {
+        return Err(ApiError::invalid("load", "must be between 0 and 100"));
+    }
+    if req.running_fragments > 100_000 {
+        return Err(ApiError::invalid(
+            "runningFragments",
+            "must be at most 100000",
+        ));
+    }
+    if let Some(b) = &req.benchmark {
+        validate_benchmark("benchmark", b)?;
+    }
+    Ok(req)
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        // serde_json names the path only implicitly; its message carries the field name.
+        ApiError::invalid("body", e)
+    })
+}
+
+/// Lowercases and maps anything outside `[a-z0-9-]` to `-`, as a DNS-1123 label.
+pub fn sanitize_hostname(raw: &str) -> Result<String, ApiError> {
+    let s: String = raw
+        .trim()
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let s = s.trim_matches('-').to_string();
+    if s.is_empty() || s.len() > 63 {
+        return Err(ApiError::invalid(
+            "hostname",
+            "must have 1 to 63 letters, digits or dashes",
+        ));
+    }
+    Ok(s)
+}
+
+fn text(field: &str, s: &str) -> Result<(), ApiError> {
+    if s.len() > MAX_TEXT || s.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "must be at most 253 printable characters",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_identification(id: &Identification) -> Result<(), ApiError> {
+    for (field, v) in [
+        ("identification.deviceType", &id.device_type),
+        ("identification.os", &id.os),
+        ("identification.osVersion", &id.os_version),
+        ("identification.kernelVersion", &id.kernel_version),
+        ("identification.architecture", &id.architecture),
+    ] {
+        text(field, v)?;
+    }
+    if id.cpu_cores == 0 || id.cpu_cores > 4096 {
+        return Err(ApiError::invalid(
+            "identification.cpuCores",
+            "must be between 1 and 4096",
+        ));
+    }
+    if id.memory_mib > 1 << 30 {
+        return Err(ApiError::invalid(
+            "identification.memoryMiB",
+            "is implausibly large",
+        ));
+    }
+    if id.gpus.len() > MAX_GPUS {
+        return Err(ApiError::invalid("identification.gpus", "at most 16 GPUs"));
+    }
+    for (i, g) in id.gpus.iter().enumerate() {
+        validate_gpu(i, g)?;
+    }
+    for (field, v) in [
+        (
+            "identification.runtime.containerRuntime",
+            &id.runtime.container_runtime,
+        ),
+        (
+            "identification.runtime.kubeletVersion",
+            &id.runtime.kubelet_version,
+        ),
+        (
+            "identification.runtime.workerVersion",
+            &id.runtime.worker_version,
+        ),
+    ] {
+        text(field, v.as_deref().unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+fn validate_gpu(i: usize, g: &GpuInfo) -> Result<(), ApiError> {
+    let f = |name: &str| format!("identification.gpus[{i}].{name}");
+    if g.model.is_empty() {
+        return Err(ApiError::invalid(&f("model"), "must not be empty"));
+    }
+    text(&f("model"), &g.model)?;
+    text(&f("computeCapability"), &g.compute_capability)?;
+    text(&f("driverVersion"), &g.driver_version)?;
+    text(&f("cudaVersion"), &g.cuda_version)?;
+    if g.vram_mib > 1 << 24 {
+        return Err(ApiError::invalid(&f("vramMiB"), "is implausibly large"));
+    }
+    Ok(())
+}
+
+fn validate_benchmark(field: &str, b: &Benchmark) -> Result<(), ApiError> {
+    if b.fingerprint.len() > 128 || zop_kernels::fingerprint::decode(&b.fingerprint).is_none() {
+        return Err(ApiError::invalid(
+            &format!("{field}.fingerprint"),
+            "must be a v1 fingerprint",
+        ));
+    }
+    if b.score > 1 << 40 {
+        return Err(ApiError::invalid(
+            &format!("{field}.score"),
+            "is implausibly large",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn register(patch: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut v = json!({
+            "hostname": "Alice-Workstation.local",
+            "identification": { "deviceType": "workstation", "os": "linux", "cpuCores": 8, "memoryMiB": 16000 },
+            "benchmark": { "score": 50, "fingerprint": "v1:4,8", "memoryBandwidthMBps": 9000 },
+        });
+        patch(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    fn field_of(err: ApiError) -> String {
+        err.message
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    #[test]
+    fn a_valid_registration_decodes_with_a_sanitized_hostname() {
+        let r = decode_register(&register(|_| {})).unwrap();
+        assert_eq!(r.hostname, "alice-workstation-local");
+        assert_eq!(r.identification.cpu_cores, 8);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        type Patch = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let cases: Vec<(Patch, &str)> = vec![
+            (Box::new(|v| v["hostname"] = json!("...")), "hostname"),
+            (
+                Box::new(|v| v["identification"]["cpuCores"] = json!(0)),
+                "identification.cpuCores",
+            ),
+            (
+                Box::new(|v| v["identification"]["os"] = json!("x".repeat(300))),
+                "identification.os",
+            ),
+            (
+                Box::new(|v| v["identification"]["gpus"] = json!([{ "model": "", "vramMiB": 1 }])),
+                "identification.gpus[0].model",
+            ),
+            (
+                Box::new(|v| v["benchmark"]["fingerprint"] = json!("zzz")),
+                "benchmark.fingerprint",
+            ),
+        ];
+        for (patch, field) in cases {
+            let err = decode_register(&register(patch)).unwrap_err();
+            assert_eq!(err.status, 400);
+            assert_eq!(err.reason, "InvalidRequest");
+            assert_eq!(field_of(err), field);
+        }
+    }
+
+    #[test]
+    fn heartbeat_load_is_bounded() {
+        assert!(decode_heartbeat(br#"{"load": 40, "runningFragments": 2}"#).is_ok());
+        assert_eq!(
+            field_of(decode_heartbeat(br#"{"load": 101}"#).unwrap_err()),
+            "load"
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_an_invalid_request() {
+        let err = decode_register(b"{not json").unwrap_err();
+        assert_eq!((err.status, err.reason), (400, "InvalidRequest"));
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode_register(&bytes);
+            let _ = decode_heartbeat(&bytes);
+        }
+
+        #[test]
+        fn decoders_never_panic_on_arbitrary_field_values(
+            host in ".{0,80}", cores in any::<u32>(), mem in any::<u64>(), load in any::<u32>(),
+            model in ".{0,40}", vram in any::<u64>(), fp in ".{0,40}", score in any::<u64>(),
+        ) {
+            let v = json!({
+                "hostname": host,
+                "identification": { "deviceType": "x", "os": "linux", "cpuCores": cores, "memoryMiB": mem,
+                    "gpus": [{ "model": model, "vramMiB": vram }] },
+                "benchmark": { "score": score, "fingerprint": fp },
+            });
+            let _ = decode_register(&serde_json::to_vec(&v).unwrap());
+            let h = json!({ "load": load, "benchmark": { "score": score, "fingerprint": fp } });
+            let _ = decode_heartbeat(&serde_json::to_vec(&h).unwrap());
+        }
+    }
+}

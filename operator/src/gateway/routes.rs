@@ -1,0 +1,311 @@
+//! The gateway's HTTP routes: registration with a Group Key, heartbeats with a device
+//! token, and `whoami` for worker pods. Handlers decode and authorize first, then write
+//! Devices and token Secrets with server-side apply (field manager `zop-gateway`).
+
+use super::GatewayState;
+use super::auth::{Principal, bearer};
+use super::protocol::{self, ApiError, HeartbeatResponse, RegisterResponse};
+use super::secrets::{self, GroupKey, KEY_PREFIX, Reject};
+use crate::api::common::conditions;
+use crate::api::device::{Benchmark, Device, DeviceStatus, Identification};
+use crate::api::{DeviceClass, DevicePhase};
+use crate::devices::plausibility::{self, Verdict};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The field manager of the gateway's writes.
+pub const FIELD_MANAGER: &str = "zop-gateway";
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn body(b: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
+    b.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) => ApiError {
+            status: 413,
+            reason: "PayloadTooLarge",
+            message: "the request body exceeds the gateway's limit".into(),
+        },
+        other => ApiError::invalid("body", other),
+    })
+}
+
+fn limit(state: &GatewayState, token: &str) -> Result<()> {
+    state
+        .limiter
+        .check_key(&secrets::hash(token))
+        .map_err(|_| ApiError {
+            status: 429,
+            reason: "RateLimited",
+            message: "too many requests for this credential; slow down".into(),
+        })
+}
+
+/// `POST /v1/register`.
+pub async fn register(
+    State(state): State<Arc<GatewayState>>,
+    headers: HeaderMap,
+    raw: std::result::Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<RegisterResponse>)> {
+    let outcome = register_inner(&state, &headers, raw).await;
+    match &outcome {
+        Ok(_) => state.metrics.registration("accepted", "Registered"),
+        Err(e) => state.metrics.registration("rejected", e.reason),
+    }
+    outcome
+}
+
+async fn register_inner(
+    state: &GatewayState,
+    headers: &HeaderMap,
+    raw: std::result::Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<RegisterResponse>)> {
+    let key = bearer(headers)
+        .filter(|k| k.starts_with(KEY_PREFIX))
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                Reject::InvalidGroupKey.as_str(),
+                "present a Group Key as the bearer token",
+            )
+        })?;
+    limit(state, key)?;
+    let req = protocol::decode_register(&body(raw)?)?;
+    let keys: Vec<GroupKey> = state
+        .keys
+        .state()
+        .iter()
+        .filter_map(|s| secrets::parse_key_secret(s))
+        .collect();
+    let devices = state.devices.state();
+    let in_use = |k: &GroupKey| {
+        devices
+            .iter()
+            .filter(|d| {
+                d.spec
+                    .source
+                    .agent
+                    .as_ref()
+                    .is_some_and(|a| a.group_key == k.name)
+            })
+            .filter(|d| {
+                d.status
+                    .as_ref()
+                    .is_none_or(|s| s.phase != DevicePhase::Retired)
+            })
+            .count() as u32
+    };
+    let rereg = |k: &GroupKey| {
+        let name = secrets::agent_device_name(&k.provider, &req.hostname);
+        devices.iter().any(|d| d.name_any() == name)
+    };
+    let key =
+        secrets::authorize(&keys, key, Timestamp::now(), in_use, rereg).map_err(|r| ApiError {
+            status: r.status(),
+            reason: r.as_str(),
+            message: match r {
+                Reject::QuotaExceeded => "the Group Key's device quota is used up".into(),
+                _ => "the Group Key is not valid".into(),
+            },
+        })?;
+    let name = secrets::agent_device_name(&key.provider, &req.hostname);
+    let previous = devices
+        .iter()
+        .find(|d| d.name_any() == name)
+        .and_then(|d| d.status.clone());
+    let class = if req.identification.gpus.is_empty() {
+        DeviceClass::Cpu
+    } else {
+        DeviceClass::Gpu
+    };
+    let api: Api<Device> = Api::all(state.client.clone());
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let spec = json!({
+        "apiVersion": "zoptoken.io/v1alpha1",
+        "kind": "Device",
+        "metadata": { "name": name, "labels": { crate::labels::MANAGED_BY: crate::labels::MANAGER } },
+        "spec": {
+            "provider": key.provider,
+            "source": { "agent": { "groupKey": key.name, "hostname": req.hostname } },
+            "class": class,
+        },
+    });
+    api.patch(&name, &pp, &Patch::Apply(&spec))
+        .await
+        .map_err(|e| internal("creating the device", e))?;
+    write_status(
+        state,
+        &name,
+        Some(&req.identification),
+        req.benchmark.as_ref(),
+        previous.as_ref(),
+        0,
+        0,
+    )
+    .await?;
+    let (token, hash) = secrets::generate(&format!("{}{name}_", secrets::TOKEN_PREFIX))
+        .map_err(|_| ApiError::internal())?;
+    let secret = secrets::token_secret(&name, &state.config.namespace, &hash);
+    Api::<Secret>::namespaced(state.client.clone(), &state.config.namespace)
+        .patch(
+            &secrets::token_secret_name(&name),
+            &pp,
+            &Patch::Apply(&secret),
+        )
+        .await
+        .map_err(|e| internal("storing the device token", e))?;
+    tracing::info!(device = %name, key = %key.name, "agent registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisterResponse {
+            device: name,
+            token,
+            heartbeat_seconds: state.config.heartbeat_seconds,
+        }),
+    ))
+}
+
+/// `POST /v1/heartbeat`.
+pub async fn heartbeat(
+    State(state): State<Arc<GatewayState>>,
+    headers: HeaderMap,
+    raw: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<HeartbeatResponse>> {
+    let token = bearer(&headers)
+        .ok_or_else(|| ApiError::unauthorized("Unauthorized", "present the device token"))?;
+    limit(&state, token)?;
+    let req = protocol::decode_heartbeat(&body(raw)?)?;
+    let device = match state.auth.authenticate(token).await? {
+        Principal::Device(d) => d,
+        Principal::WorkerPod {
+            node: Some(node), ..
+        } => node,
+        Principal::WorkerPod { .. } => {
+            return Err(ApiError::unauthorized(
+                "Unauthorized",
+                "the pod token does not name its node",
+            ));
+        }
+    };
+    let current = state
+        .devices
+        .state()
+        .into_iter()
+        .find(|d| d.name_any() == device);
+    let status = current.as_ref().and_then(|d| d.status.clone());
+    let identification = status.as_ref().and_then(|s| s.identification.clone());
+    write_status(
+        &state,
+        &device,
+        identification.as_ref(),
+        req.benchmark.as_ref(),
+        status.as_ref(),
+        req.load,
+        req.running_fragments,
+    )
+    .await?;
+    state.metrics.heartbeats.inc();
+    Ok(Json(HeartbeatResponse {
+        device,
+        heartbeat_seconds: state.config.heartbeat_seconds,
+    }))
+}
+
+/// `GET /v1/whoami`: the authenticated principal, for workers to check their credentials.
+pub async fn whoami(
+    State(state): State<Arc<GatewayState>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>> {
+    let token = bearer(&headers)
+        .ok_or_else(|| ApiError::unauthorized("Unauthorized", "present a token"))?;
+    limit(&state, token)?;
+    Ok(Json(match state.auth.authenticate(token).await? {
+        Principal::Device(d) => json!({ "kind": "Device", "device": d }),
+        Principal::WorkerPod {
+            namespace,
+            service_account,
+            pod,
+            node,
+        } => {
+            json!({ "kind": "WorkerPod", "namespace": namespace, "serviceAccount": service_account, "pod": pod, "node": node })
+        }
+    }))
+}
+
+/// Writes the gateway-owned status fields: heartbeat, load, and, when given, the
+/// identification, benchmark and its plausibility verdict.
+async fn write_status(
+    state: &GatewayState,
+    device: &str,
+    identification: Option<&Identification>,
+    benchmark: Option<&Benchmark>,
+    previous: Option<&DeviceStatus>,
+    load: u32,
+    running: u32,
+) -> Result<()> {
+    let now = Timestamp::now();
+    let mut status = json!({
+        "lastHeartbeat": now.to_string(),
+        "load": load,
+        "runningFragments": running,
+    });
+    if let Some(id) = identification {
+        status["identification"] = json!(id);
+    }
+    if let (Some(id), Some(b)) = (identification, benchmark) {
+        let mut b = b.clone();
+        b.measured_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+        let reference =
+            previous.and_then(|p| Some((p.identification.as_ref()?, p.benchmark.as_ref()?)));
+        let (cond_status, reason, message) = match plausibility::check(reference, id, &b) {
+            Verdict::Plausible => (
+                "True",
+                "Plausible",
+                "the benchmark and fingerprint match the claimed hardware".to_string(),
+            ),
+            Verdict::Implausible { reason, message } => ("False", reason, message),
+        };
+        // Keep the last plausible fingerprint as the reference, so one bad run cannot
+        // replace it.
+        if cond_status == "True" || reference.is_none() {
+            status["benchmark"] = json!(b);
+        }
+        let old = previous.and_then(|p| {
+            p.conditions
+                .iter()
+                .find(|c| c.type_ == conditions::PLAUSIBLE)
+        });
+        let since = old
+            .filter(|c| c.status == cond_status)
+            .map_or_else(|| now.to_string(), |c| c.last_transition_time.0.to_string());
+        status["conditions"] = json!([{
+            "type": conditions::PLAUSIBLE,
+            "status": cond_status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": since,
+        }]);
+    }
+    let patch = json!({ "apiVersion": "zoptoken.io/v1alpha1", "kind": "Device", "status": status });
+    Api::<Device>::all(state.client.clone())
+        .patch_status(
+            device,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|e| internal("updating the device status", e))?;
+    Ok(())
+}
+
+fn internal(what: &str, e: kube::Error) -> ApiError {
+    tracing::warn!(error = %e, "{what} failed");
+    ApiError::internal()
+}
