@@ -33,6 +33,7 @@ need_go() {
 go_build() {
   local mod=$1 out=$2 ldflags=$3; shift 3
   local tmp=$out.partial
+  need_go
   rm -rf "$tmp" && mkdir -p "$tmp"
   echo "tools: building $(basename "$out") ($*)" >&2
   local start=$SECONDS
@@ -103,7 +104,6 @@ ENV
 
 case ${1:-build} in
   build)
-    need_go
     mkdir -p "$cache"
     build_etcd; build_kwok; build_helm; build_prometheus; build_kubernetes
     ;;
