@@ -36,16 +36,22 @@ pub fn decode(s: &str) -> Option<Vec<i32>> {
     parts.filter(|v| !v.is_empty() && v.len() <= MAX_COMPONENTS)
 }
 
+/// The largest per-component difference, in quarter steps, between two fingerprints;
+/// `None` when either is malformed or they have different lengths (different formats
+/// or measurement sets cannot be compared).
+pub fn distance(a: &str, b: &str) -> Option<u32> {
+    let (x, y) = (decode(a)?, decode(b)?);
+    if x.len() != y.len() {
+        return None;
+    }
+    x.iter().zip(&y).map(|(p, q)| p.abs_diff(*q)).max()
+}
+
 /// Whether two fingerprints describe the same hardware: same length, and every
 /// component within one quarter step (jitter that lands across a rounding boundary).
 /// Malformed fingerprints never match.
 pub fn matches(a: &str, b: &str) -> bool {
-    match (decode(a), decode(b)) {
-        (Some(x), Some(y)) => {
-            x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| (p - q).abs() <= 1)
-        }
-        _ => false,
-    }
+    distance(a, b).is_some_and(|d| d <= 1)
 }
 
 #[cfg(test)]
@@ -69,6 +75,15 @@ mod tests {
     fn different_hardware_does_not_match() {
         assert!(!matches(&encode(&[3.0, 10.0]), &encode(&[6.0, 10.0])));
         assert!(!matches(&encode(&[3.0, 10.0]), &encode(&[3.0])));
+    }
+
+    #[test]
+    fn distance_is_the_largest_component_gap() {
+        assert_eq!(distance("v1:1,5,-3", "v1:1,5,-3"), Some(0));
+        assert_eq!(distance("v1:1,5,-3", "v1:2,3,-3"), Some(2));
+        assert_eq!(distance("v1:-999", "v1:999"), Some(1998));
+        assert_eq!(distance("v1:1,2", "v1:1"), None);
+        assert_eq!(distance("v1:1", "garbage"), None);
     }
 
     #[test]

@@ -1,12 +1,66 @@
-//! `zop-worker`: the process that executes fragments on a device.
+//! `zop-worker`: the process that executes fragments on a device. This file only parses
+//! the command line and prints; the work lives in the `zop_worker` library.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use std::time::Duration;
+use zop_worker::bench::{self, BenchConfig};
+use zop_worker::probe::{self, ProbeReport};
 
 /// The ZopToken worker.
 #[derive(Debug, Parser)]
 #[command(name = "zop-worker", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Identify this machine, run the short benchmark and print both as JSON
+    /// (`{"identification": …, "benchmark": …}`).
+    Probe {
+        /// One compact JSON line instead of pretty-printed JSON.
+        #[arg(long)]
+        json: bool,
+        /// Benchmark duration in milliseconds; 0 skips the benchmark.
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        bench_ms: u64,
+        /// Also print the raw measurements to stderr.
+        #[arg(long)]
+        verbose: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Probe {
+            json,
+            bench_ms,
+            verbose,
+        } => {
+            let identification = probe::identify();
+            let benchmark = (bench_ms > 0).then(|| {
+                let cfg = BenchConfig {
+                    duration: Duration::from_millis(bench_ms),
+                    ..BenchConfig::default()
+                };
+                let m = bench::measure(&cfg);
+                if verbose {
+                    eprintln!("{m:#?}\nratios: {:?}", m.timings.ratios());
+                }
+                m.benchmark()
+            });
+            let report = ProbeReport {
+                identification,
+                benchmark,
+            };
+            let out = if json {
+                serde_json::to_string(&report)?
+            } else {
+                serde_json::to_string_pretty(&report)?
+            };
+            println!("{out}");
+        }
+    }
+    Ok(())
 }
