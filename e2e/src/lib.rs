@@ -1,9 +1,10 @@
 //! The end-to-end harness: a client for the real local control plane started by
 //! `e2e/cluster` (kwokctl, binary runtime), and helpers the tests share: waiting,
 //! namespaces, CRD installation, and child processes that never outlive a test.
-//! [`nodes`] owns the simulated GPU nodes.
+//! [`nodes`] owns the simulated GPU nodes; [`operator`] runs the operator and agents.
 
 pub mod nodes;
+pub mod operator;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};

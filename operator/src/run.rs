@@ -2,6 +2,7 @@
 //! leader election together. Controllers run only on the replica holding the Lease.
 
 use crate::controller::{self, Config};
+use crate::gateway::{self, GatewayConfig, metrics::GatewayMetrics};
 use crate::metrics::{self, DeviceCollector};
 use anyhow::Context;
 use axum::Router;
@@ -36,6 +37,9 @@ pub struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "zop-operator")]
     pub lease_name: String,
+    /// The gateway for agents and worker pods.
+    #[command(flatten)]
+    pub gateway: GatewayConfig,
 }
 
 impl RunArgs {
@@ -59,6 +63,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut registry = metrics::registry();
     let devices = controller::devices::controller(&client);
     DeviceCollector::register(&mut registry, devices.store());
+    let gateway_metrics = GatewayMetrics::new(&mut registry);
     let registry = Arc::new(registry);
     let http = serve_http(args.metrics_bind, registry.clone(), stop_rx.clone()).await?;
 
@@ -66,8 +71,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         wait_for_leadership(&client, &args, stop_tx.clone()).await?;
     }
     let config = args.controller_config();
+    let mut gateway_config = args.gateway.clone();
+    gateway_config.namespace = args.namespace.clone();
+    // The gateway runs beside the controllers on the leader: it reads the Device store
+    // the controller's reflector fills, and its writes must not race another replica's.
+    let gateway = tokio::spawn(gateway::serve(
+        client.clone(),
+        gateway_config,
+        gateway_metrics,
+        devices.store(),
+        stopped(stop_rx.clone()),
+    ));
     tracing::info!("starting controllers");
+    let gateway_failed = async {
+        match gateway.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "gateway failed"),
+            Err(e) => tracing::error!(error = %e, "gateway task failed"),
+        }
+    };
     tokio::join!(
+        async {
+            gateway_failed.await;
+            let _ = stop_tx.send(true);
+        },
         controller::onboard::run(client.clone(), config.clone(), stopped(stop_rx.clone())),
         controller::devices::run(devices, client.clone(), config, stopped(stop_rx.clone())),
     );

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use std::time::Duration;
+use zop_worker::agent::{self, AgentArgs};
 use zop_worker::bench::{self, BenchConfig};
 use zop_worker::probe::{self, ProbeReport};
 
@@ -29,10 +30,22 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Join the network with a Group Key and heartbeat until SIGINT or SIGTERM.
+    Agent(AgentArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Agent(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            tokio::runtime::Runtime::new()?.block_on(agent::run(args, stop_signal()))?;
+        }
         Command::Probe {
             json,
             bench_ms,
@@ -63,4 +76,20 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }

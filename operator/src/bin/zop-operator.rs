@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the operator: controllers, metrics and health endpoints.
-    Run(zop_operator::run::RunArgs),
+    Run(Box<zop_operator::run::RunArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per CRD.
     Crd {
         /// Write `<plural>.zoptoken.io.yaml` files into these directories instead of printing.
@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| "info,kube=warn".into()),
                 )
                 .init();
-            tokio::runtime::Runtime::new()?.block_on(zop_operator::run::run(args))?;
+            tokio::runtime::Runtime::new()?.block_on(zop_operator::run::run(*args))?;
         }
         Command::Crd { out } if out.is_empty() => print!("{}", crds::all_yaml()?),
         Command::Crd { out } => {

@@ -2,6 +2,7 @@
 //! layer over the API; the logic it shows (device summaries, chain verification) is
 //! in the pure core.
 
+pub mod group_key;
 pub mod summary;
 
 use crate::api::{ComputeTask, Device, Settlement};
@@ -41,6 +42,14 @@ enum Command {
     },
     /// Verify the settlement ledger's hash chain.
     Ledger,
+    /// Manage the Group Keys providers join with.
+    GroupKey {
+        /// The operator's namespace, where keys live.
+        #[arg(short, long, default_value = "zoptoken-system")]
+        namespace: String,
+        #[command(subcommand)]
+        command: group_key::GroupKeyCommand,
+    },
 }
 
 /// Runs the plugin.
@@ -95,6 +104,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(()) => println!("ledger verified: {} settlements, chain intact", specs.len()),
                 Err(e) => anyhow::bail!("ledger broken: {e}"),
             }
+        }
+        Command::GroupKey { namespace, command } => {
+            group_key::run(client, &namespace, command).await?;
         }
     }
     Ok(())

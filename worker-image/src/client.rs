@@ -1,0 +1,149 @@
+//! The worker's HTTPS client for the gateway: registration with a Group Key and
+//! heartbeats with a device token, over rustls trusting only the gateway's CA.
+//! Owns turning the gateway's JSON errors into [`GatewayError`].
+
+use reqwest::StatusCode;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+use zop_operator::gateway::protocol::{
+    self, ErrorBody, HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse,
+};
+
+/// A failed call.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The gateway answered with an error body.
+    #[error("gateway refused ({status}): {reason}: {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The stable reason, e.g. `InvalidGroupKey`.
+        reason: String,
+        /// Its message.
+        message: String,
+    },
+    /// The gateway could not be reached or answered garbage.
+    #[error("gateway unreachable: {0}")]
+    Transport(#[from] reqwest::Error),
+}
+
+impl GatewayError {
+    /// Whether the credential itself was refused (401/403): retrying cannot help.
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
+}
+
+/// A client of one gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl GatewayClient {
+    /// A client for `base` (`https://host:port`) trusting only the PEM CA in `ca_pem`.
+    pub fn new(base: &str, ca_pem: &[u8]) -> anyhow::Result<Self> {
+        let ca = reqwest::Certificate::from_pem(ca_pem)
+            .map_err(|e| anyhow::anyhow!("--ca-cert is not a PEM certificate: {e}"))?;
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .https_only(true)
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(20))
+            .build()?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    /// Registers with a Group Key; the returned token is shown this once.
+    pub async fn register(
+        &self,
+        group_key: &str,
+        req: &RegisterRequest,
+    ) -> Result<RegisterResponse, GatewayError> {
+        self.post(protocol::REGISTER, group_key, req).await
+    }
+
+    /// Sends a heartbeat with the device token.
+    pub async fn heartbeat(
+        &self,
+        token: &str,
+        req: &HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, GatewayError> {
+        self.post(protocol::HEARTBEAT, token, req).await
+    }
+
+    async fn post<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        bearer: &str,
+        body: &B,
+    ) -> Result<R, GatewayError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.json().await?);
+        }
+        let bytes = resp.bytes().await?;
+        Err(refusal(status, &bytes))
+    }
+}
+
+/// The error a non-success response stands for; a body that is not the gateway's JSON
+/// error still yields the status, with reason `Unknown`.
+pub fn refusal(status: StatusCode, body: &[u8]) -> GatewayError {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => GatewayError::Refused {
+            status: status.as_u16(),
+            reason: e.reason,
+            message: e.message,
+        },
+        Err(_) => GatewayError::Refused {
+            status: status.as_u16(),
+            reason: "Unknown".into(),
+            message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_keep_their_reason_and_garbage_keeps_the_status() {
+        let e = refusal(
+            StatusCode::UNAUTHORIZED,
+            br#"{"reason":"KeyRevoked","message":"the Group Key is not valid"}"#,
+        );
+        assert!(e.is_auth());
+        assert!(e.to_string().contains("KeyRevoked"));
+        let e = refusal(StatusCode::BAD_GATEWAY, b"<html>proxy</html>");
+        assert!(!e.is_auth());
+        assert!(
+            matches!(e, GatewayError::Refused { status: 502, ref reason, .. } if reason == "Unknown")
+        );
+        assert!(matches!(
+            refusal(StatusCode::FORBIDDEN, b""),
+            GatewayError::Refused { status: 403, .. }
+        ));
+    }
+}
