@@ -1,10 +1,12 @@
 //! The end-to-end harness: a client for the real local control plane started by
 //! `e2e/cluster` (kwokctl, binary runtime), and helpers the tests share: waiting,
 //! namespaces, CRD installation, and child processes that never outlive a test.
-//! [`nodes`] owns the simulated GPU nodes; [`operator`] runs the operator and agents.
+//! [`nodes`] owns the simulated GPU nodes; [`operator`] runs the operator and agents;
+//! [`pod_runner`] runs worker pods on simulated nodes as local processes.
 
 pub mod nodes;
 pub mod operator;
+pub mod pod_runner;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};

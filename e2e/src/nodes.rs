@@ -512,6 +512,75 @@ impl fmt::Display for NodeSummary {
     }
 }
 
+/// Creates `n` extra simulated nodes of `mix`, named `<prefix>-<model node name>`, with
+/// `extra` labels and without [`MODEL_LABEL`] (so `scale_nodes` leaves them alone), and
+/// waits until they are Ready. Returns each node's GPU product (`-` for CPU nodes).
+pub async fn create_extra_nodes(
+    client: &Client,
+    prefix: &str,
+    mix: &Mix,
+    n: usize,
+    extra: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    let api: Api<Node> = Api::all(client.clone());
+    let nodes: Vec<Node> = mix
+        .plan(n)
+        .into_iter()
+        .map(|(model, index)| {
+            let mut node = node_manifest(model, index);
+            node.metadata.name = Some(format!("{prefix}-{}", model.node_name(index)));
+            if let Some(l) = node.metadata.labels.as_mut() {
+                l.remove(MODEL_LABEL);
+                l.extend(extra.clone());
+            }
+            node
+        })
+        .collect();
+    let products: BTreeMap<String, String> = nodes
+        .iter()
+        .map(|n| {
+            let labels = n.metadata.labels.clone().unwrap_or_default();
+            let product = labels.get("nvidia.com/gpu.product").cloned();
+            (
+                n.metadata.name.clone().unwrap_or_default(),
+                product.unwrap_or_else(|| "-".into()),
+            )
+        })
+        .collect();
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    stream::iter(nodes)
+        .map(|node| {
+            let (api, pp) = (api.clone(), pp.clone());
+            async move {
+                let name = node.metadata.name.clone().unwrap_or_default();
+                api.patch(&name, &pp, &Patch::Apply(&node))
+                    .await
+                    .with_context(|| format!("creating node {name}"))
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let start = std::time::Instant::now();
+    loop {
+        let ready = api
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|n| products.contains_key(n.metadata.name.as_deref().unwrap_or_default()))
+            .filter(|n| is_ready(n))
+            .count();
+        if ready == products.len() {
+            return Ok(products);
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            bail!("{ready} of {} extra nodes Ready after 120s", products.len());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

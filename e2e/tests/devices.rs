@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use zop_e2e::nodes::{MODEL_LABEL, Mix, node_manifest};
+use zop_e2e::nodes::{Mix, create_extra_nodes};
 use zop_e2e::operator::{Operator, sample, spawn_agent};
 use zop_e2e::{Env, bin_path, install_crds, wait_for};
 use zop_operator::api::{Device, DeviceClass, DevicePhase};
@@ -45,62 +45,12 @@ async fn device(client: &Client, name: &str) -> Option<Device> {
         .expect("reading a device")
 }
 
-/// 200 GPU nodes of the default mix (CPU-only nodes left out), named `dev-…`, Ready,
-/// not yet labelled for onboarding, and not part of the cluster's own simulated set.
+/// 200 GPU nodes (no CPU-only ones), named `dev-…`, Ready, not yet labelled.
 async fn create_gpu_nodes(client: &Client) -> BTreeMap<String, String> {
     let mix: Mix = "h100=4,a100=3,l4=2,rtx4090=1".parse().unwrap();
-    let api: Api<Node> = Api::all(client.clone());
-    let nodes: Vec<Node> = mix
-        .plan(NODES)
-        .into_iter()
-        .map(|(model, index)| {
-            let mut node = node_manifest(model, index);
-            node.metadata.name = Some(format!("dev-{}", model.node_name(index)));
-            if let Some(l) = node.metadata.labels.as_mut() {
-                l.remove(MODEL_LABEL);
-            }
-            node
-        })
-        .collect();
-    let products: BTreeMap<String, String> = nodes
-        .iter()
-        .map(|n| (n.name_any(), n.labels()["nvidia.com/gpu.product"].clone()))
-        .collect();
-    stream::iter(nodes)
-        .map(|n| {
-            let api = api.clone();
-            async move {
-                api.patch(
-                    &n.name_any(),
-                    &PatchParams::apply("zop-e2e").force(),
-                    &Patch::Apply(&n),
-                )
-                .await
-            }
-        })
-        .buffer_unordered(16)
-        .try_collect::<Vec<_>>()
+    create_extra_nodes(client, "dev", &mix, NODES, &BTreeMap::new())
         .await
-        .expect("creating GPU nodes");
-    wait_for(
-        "200 GPU nodes Ready",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || async {
-            let ready = api
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .iter()
-                .filter(|n| products.contains_key(&n.name_any()))
-                .filter(|n| zop_e2e::nodes::is_ready(n))
-                .count();
-            (ready == NODES).then_some(())
-        },
-    )
-    .await;
-    products
+        .expect("creating 200 GPU nodes")
 }
 
 async fn label_nodes(client: &Client, names: impl Iterator<Item = String>, onboard: bool) {
@@ -308,7 +258,7 @@ async fn devices_onboard_join_heartbeat_and_survive_restarts() {
         assert!(
             sample(
                 &metrics,
-                "gateway_registrations_total",
+                "zop_gateway_registrations_total",
                 &[("result", "rejected"), ("reason", reason)]
             ) >= Some(1.0),
             "no rejected/{reason} registration counted:\n{metrics}"

@@ -13,6 +13,21 @@ const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 pub const STREAM_A: u64 = 0;
 /// Stream of the right operand `B` in a compute-proof fragment.
 pub const STREAM_B: u64 = 1;
+/// Stream of per-product seeds: product `p` of a compute-proof task uses word `p`.
+pub const STREAM_PRODUCT: u64 = 2;
+/// Stream of the class means of the synthetic classification data set.
+pub const STREAM_CLASS_MEANS: u64 = 3;
+/// Stream of the labels of the synthetic data set (word `s` labels sample `s`).
+pub const STREAM_LABELS: u64 = 4;
+/// Stream of the feature noise of the synthetic data set.
+pub const STREAM_NOISE: u64 = 5;
+/// Stream of the initial weights of a training model.
+pub const STREAM_WEIGHTS: u64 = 6;
+/// Stream of the bytes a data-processing task hashes.
+pub const STREAM_BYTES: u64 = 7;
+
+/// `2⁻²⁴`: the spacing of [`unit_f32`] values.
+const UNIT_F32_STEP: f32 = 1.0 / 16_777_216.0;
 
 /// The SplitMix64 finalizer: a bijective avalanche of 64 bits.
 pub const fn mix(mut z: u64) -> u64 {
@@ -40,6 +55,30 @@ pub fn fill_i8(seed: u64, stream: u64, out: &mut [i8]) {
             *o = b as i8;
         }
     }
+}
+
+/// Fills `out` with bytes `offset..offset + out.len()` of `(seed, stream)`: byte `i` is
+/// byte `i mod 8` (little-endian) of word `i / 8`, the same layout as [`fill_i8`], so any
+/// range regenerates on its own.
+pub fn fill_bytes(seed: u64, stream: u64, offset: u64, out: &mut [u8]) {
+    let key = stream_key(seed, stream);
+    let mut i = offset;
+    let mut rest = out;
+    while !rest.is_empty() {
+        let bytes = word(key, i / 8).to_le_bytes();
+        let from = (i % 8) as usize;
+        let take = (8 - from).min(rest.len());
+        let (head, tail) = rest.split_at_mut(take);
+        head.copy_from_slice(&bytes[from..from + take]);
+        rest = tail;
+        i = i.wrapping_add(take as u64);
+    }
+}
+
+/// A uniform `f32` in `[0, 1)` from the top 24 bits of `w`. Both steps are exact in
+/// f32 (a 24-bit integer, times a power of two), so every device gets the same value.
+pub fn unit_f32(w: u64) -> f32 {
+    (w >> 40) as f32 * UNIT_F32_STEP
 }
 
 /// `len` int8 elements of `(seed, stream)`.
@@ -77,6 +116,26 @@ mod tests {
         // is that sequence, which anchors the formula in the module docs.
         assert_eq!(word(0, 0), 0xE220_A839_7B1D_CDAF);
         assert_eq!(word(0, 1), 0x6E78_9E6A_A1B9_65F4);
+    }
+
+    #[test]
+    fn bytes_at_any_offset_match_the_int8_layout() {
+        let all: Vec<u8> = i8_vec(3, STREAM_BYTES, 64)
+            .into_iter()
+            .map(|v| v as u8)
+            .collect();
+        for (start, end) in [(0, 64), (5, 6), (3, 29), (8, 16), (63, 64)] {
+            let mut part = vec![0; end - start];
+            fill_bytes(3, STREAM_BYTES, start as u64, &mut part);
+            assert_eq!(part, &all[start..end], "{start}..{end}");
+        }
+    }
+
+    #[test]
+    fn unit_floats_are_exact_24_bit_fractions_in_range() {
+        assert_eq!(unit_f32(0), 0.0);
+        assert_eq!(unit_f32(u64::MAX), 1.0 - UNIT_F32_STEP);
+        assert_eq!(unit_f32(1 << 63), 0.5);
     }
 
     #[test]

@@ -12,8 +12,16 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "zop-operator";
 /// A Secret holding a Group Key (hashed) carries this label.
 pub const GROUP_KEY: &str = "zoptoken.io/group-key";
-/// Links a device-token Secret to its Device.
+/// Links a device-token Secret, an assignment or a worker Pod to its Device.
 pub const DEVICE: &str = "zoptoken.io/device";
+/// Marks the ConfigMaps that persist assignments.
+pub const ASSIGNMENT: &str = "zoptoken.io/assignment";
+/// The UID of the ComputeTask an assignment or worker Pod belongs to.
+pub const TASK_UID: &str = "zoptoken.io/task-uid";
+/// The name of the ComputeTask a worker Pod belongs to.
+pub const TASK: &str = "zoptoken.io/task";
+/// The finalizer that cleans up a ComputeTask's pods and assignments.
+pub const TASK_FINALIZER: &str = "zoptoken.io/task-cleanup";
 
 /// NVIDIA GPU-feature-discovery labels on GPU Nodes.
 pub mod gfd {

@@ -1,9 +1,14 @@
 //! `zop-operator run`: wires the controllers, the metrics and health endpoints, and
 //! leader election together. Controllers run only on the replica holding the Lease.
 
+use crate::controller::task_metrics::TaskMetrics;
+use crate::controller::tasks::TaskConfig;
 use crate::controller::{self, Config};
 use crate::gateway::{self, GatewayConfig, metrics::GatewayMetrics};
 use crate::metrics::{self, DeviceCollector};
+use crate::scheduler::cycle::RetryPolicy;
+use crate::tasks::lifecycle::Limits;
+use crate::tasks::worker_pod::PodTemplate;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
@@ -40,9 +45,74 @@ pub struct RunArgs {
     /// The gateway for agents and worker pods.
     #[command(flatten)]
     pub gateway: GatewayConfig,
+    /// Task scheduling and worker Pods.
+    #[command(flatten)]
+    pub tasks: TaskArgs,
+}
+
+/// Options of the task controller.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TaskArgs {
+    /// Image of worker Pods.
+    #[arg(
+        long,
+        env = "ZOP_WORKER_IMAGE",
+        default_value = "ghcr.io/zoptoken/zop-worker:latest"
+    )]
+    pub worker_image: String,
+    /// Gateway URL worker Pods call; by default the in-cluster Service
+    /// `https://zop-gateway.<namespace>.svc:<port>`.
+    #[arg(long)]
+    pub worker_gateway_url: Option<String>,
+    /// Most assignments (worker Pods) per task.
+    #[arg(long, default_value_t = 1000)]
+    pub max_assignments: u32,
+    /// Times a fragment is reassigned before it fails for good.
+    #[arg(long, default_value_t = 5)]
+    pub retry_limit: u32,
+    /// First reassignment backoff, in seconds; doubles on each loss.
+    #[arg(long, default_value_t = 5)]
+    pub retry_base_seconds: u64,
+    /// Seconds a task may wait with no eligible device before it fails.
+    #[arg(long, default_value_t = 120)]
+    pub no_device_timeout_seconds: i64,
+    /// Seconds an agent's assignment may go without progress before it is reassigned.
+    #[arg(long, default_value_t = 600)]
+    pub agent_timeout_seconds: i64,
 }
 
 impl RunArgs {
+    fn task_config(&self, ca_pem: String) -> TaskConfig {
+        let t = &self.tasks;
+        TaskConfig {
+            namespace: self.namespace.clone(),
+            pod: PodTemplate {
+                image: t.worker_image.clone(),
+                gateway_url: t.worker_gateway_url.clone().unwrap_or_else(|| {
+                    format!(
+                        "https://zop-gateway.{}.svc:{}",
+                        self.namespace,
+                        self.gateway.bind.port()
+                    )
+                }),
+                audience: self.gateway.audience.clone(),
+                token_seconds: 3600,
+            },
+            max_assignments: t.max_assignments.max(1),
+            retry: RetryPolicy {
+                base: std::time::Duration::from_secs(t.retry_base_seconds.max(1)),
+                limit: t.retry_limit,
+                ..RetryPolicy::default()
+            },
+            limits: Limits {
+                no_device_timeout: t.no_device_timeout_seconds,
+                ..Limits::default()
+            },
+            agent_timeout_seconds: t.agent_timeout_seconds,
+            ca_pem,
+        }
+    }
+
     fn controller_config(&self) -> Config {
         Config {
             default_provider: self.default_provider.clone(),
@@ -64,6 +134,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let devices = controller::devices::controller(&client);
     DeviceCollector::register(&mut registry, devices.store());
     let gateway_metrics = GatewayMetrics::new(&mut registry);
+    let task_metrics = TaskMetrics::new(&mut registry);
     let registry = Arc::new(registry);
     let http = serve_http(args.metrics_bind, registry.clone(), stop_rx.clone()).await?;
 
@@ -73,29 +144,51 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = args.controller_config();
     let mut gateway_config = args.gateway.clone();
     gateway_config.namespace = args.namespace.clone();
+    let pem = gateway::tls::load_or_create(
+        &client,
+        &args.namespace,
+        &gateway_config.tls_secret,
+        &gateway_config.dns_names,
+    )
+    .await?;
+    let task_config = args.task_config(pem.cert.clone());
     // The gateway runs beside the controllers on the leader: it reads the Device store
     // the controller's reflector fills, and its writes must not race another replica's.
     let gateway = tokio::spawn(gateway::serve(
         client.clone(),
         gateway_config,
         gateway_metrics,
-        devices.store(),
         stopped(stop_rx.clone()),
     ));
+    let gateway_abort = gateway.abort_handle();
     tracing::info!("starting controllers");
     let gateway_failed = async {
         match gateway.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "gateway failed"),
+            Err(e) if e.is_cancelled() => {}
             Err(e) => tracing::error!(error = %e, "gateway task failed"),
         }
     };
+    // A gateway still waiting for its caches when a stop comes has nothing to drain.
+    let mut stop_watch = stop_rx.clone();
+    tokio::spawn(async move {
+        let _ = stop_watch.wait_for(|s| *s).await;
+        tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+        gateway_abort.abort();
+    });
     tokio::join!(
         async {
             gateway_failed.await;
             let _ = stop_tx.send(true);
         },
         controller::onboard::run(client.clone(), config.clone(), stopped(stop_rx.clone())),
+        controller::tasks::run(
+            client.clone(),
+            task_config,
+            task_metrics,
+            stopped(stop_rx.clone()),
+        ),
         controller::devices::run(devices, client.clone(), config, stopped(stop_rx.clone())),
     );
     let _ = stop_tx.send(true);

@@ -6,10 +6,13 @@
 use crate::bench::{self, BenchConfig};
 use crate::client::{GatewayClient, GatewayError};
 use crate::probe;
+use crate::work::{self, Outcome};
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zop_operator::api::device::{Benchmark, Identification};
 use zop_operator::gateway::protocol::{HeartbeatRequest, RegisterRequest};
@@ -152,12 +155,17 @@ pub async fn run(args: AgentArgs, shutdown: impl Future<Output = ()> + Send) -> 
         None => registered(&client, &args, &register, &hardware).await?,
     };
     tracing::info!(device = %state.device, "agent running");
+    let (token_tx, token_rx) = tokio::sync::watch::channel(state.token.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = tokio::spawn(pull_work(client.clone(), token_rx, stop.clone()));
     tokio::pin!(shutdown);
     let mut interval = Duration::from_secs(1);
     loop {
         tokio::select! {
             () = &mut shutdown => {
-                tracing::info!("stopping");
+                tracing::info!("stopping: finishing the fragment in hand");
+                stop.store(true, Ordering::SeqCst);
+                let _ = worker.await;
                 return Ok(());
             }
             () = tokio::time::sleep(interval) => {}
@@ -181,7 +189,33 @@ pub async fn run(args: AgentArgs, shutdown: impl Future<Output = ()> + Send) -> 
             Err(e) => {
                 tracing::warn!(error = %e, "device token refused; registering again");
                 state = registered(&client, &args, &register, &hardware).await?;
+                let _ = token_tx.send(state.token.clone());
             }
+        }
+    }
+}
+
+/// Pulls and executes the device's assignments until `stop` is set.
+async fn pull_work(
+    client: GatewayClient,
+    token: tokio::sync::watch::Receiver<String>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let bearer = token.borrow().clone();
+        let idle = match work::run_one(&client, &bearer, None, &stop).await {
+            Ok(Outcome::Idle) => true,
+            Ok(outcome) => {
+                tracing::info!(?outcome, "assignment ended");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pulling work failed");
+                true
+            }
+        };
+        if idle {
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 use zop_operator::gateway::protocol::{
     self, ErrorBody, HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse,
+    ResultsRequest, ResultsResponse, Work,
 };
 
 /// A failed call.
@@ -29,6 +30,14 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// Whether retrying the same request may succeed (transport errors, 429, 5xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport(_) => true,
+            Self::Refused { status, .. } => *status == 429 || *status >= 500,
+        }
+    }
+
     /// Whether the credential itself was refused (401/403): retrying cannot help.
     pub fn is_auth(&self) -> bool {
         matches!(
@@ -83,6 +92,41 @@ impl GatewayClient {
         req: &HeartbeatRequest,
     ) -> Result<HeartbeatResponse, GatewayError> {
         self.post(protocol::HEARTBEAT, token, req).await
+    }
+
+    /// The named assignment, or for an agent (`None`) its device's next one; `None`
+    /// when there is nothing to do.
+    pub async fn work(
+        &self,
+        bearer: &str,
+        assignment: Option<&str>,
+    ) -> Result<Option<Work>, GatewayError> {
+        let mut req = self
+            .http
+            .get(format!("{}{}", self.base, protocol::WORK))
+            .bearer_auth(bearer);
+        if let Some(a) = assignment {
+            req = req.query(&[("assignment", a)]);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if status.is_success() {
+            return Ok(Some(resp.json().await?));
+        }
+        let bytes = resp.bytes().await?;
+        Err(refusal(status, &bytes))
+    }
+
+    /// Reports fragment results.
+    pub async fn results(
+        &self,
+        bearer: &str,
+        req: &ResultsRequest,
+    ) -> Result<ResultsResponse, GatewayError> {
+        self.post(protocol::RESULTS, bearer, req).await
     }
 
     async fn post<B: Serialize, R: DeserializeOwned>(

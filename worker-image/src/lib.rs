@@ -6,6 +6,9 @@
 pub mod agent;
 pub mod bench;
 pub mod client;
+pub mod execute;
 pub mod fingerprint;
+pub mod pod;
 pub mod probe;
 mod timing;
+pub mod work;

@@ -2,9 +2,12 @@
 //! the command line and prints; the work lives in the `zop_worker` library.
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zop_worker::agent::{self, AgentArgs};
 use zop_worker::bench::{self, BenchConfig};
+use zop_worker::pod::{self, PodArgs};
 use zop_worker::probe::{self, ProbeReport};
 
 /// The ZopToken worker.
@@ -32,19 +35,27 @@ enum Command {
     },
     /// Join the network with a Group Key and heartbeat until SIGINT or SIGTERM.
     Agent(AgentArgs),
+    /// Run one assignment inside a worker Pod, authenticated by its projected token.
+    Pod(PodArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Agent(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            logging();
             tokio::runtime::Runtime::new()?.block_on(agent::run(args, stop_signal()))?;
+        }
+        Command::Pod(args) => {
+            logging();
+            tokio::runtime::Runtime::new()?.block_on(async {
+                let stop = Arc::new(AtomicBool::new(false));
+                let flag = stop.clone();
+                tokio::spawn(async move {
+                    stop_signal().await;
+                    flag.store(true, Ordering::SeqCst);
+                });
+                pod::run(args, stop).await
+            })?;
         }
         Command::Probe {
             json,
@@ -76,6 +87,15 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Resolves on SIGINT or SIGTERM.

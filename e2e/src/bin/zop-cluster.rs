@@ -1,5 +1,6 @@
 //! `zop-cluster`: the Rust half of `e2e/cluster`: sets the simulated nodes and reports
-//! the cluster's status. Starting and stopping processes is the bash half's job.
+//! the cluster's status. Starting and stopping processes is the bash half's job, except
+//! `pod-runner`, which runs worker pods on the simulated nodes until it is stopped.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use zop_e2e::nodes::{Mix, Model, NodeSummary, scale_nodes, wait_nodes_ready};
+use zop_e2e::pod_runner::{PodRunner, RunnerOptions};
 
 #[derive(Debug, Parser)]
 #[command(name = "zop-cluster", about)]
@@ -46,6 +48,20 @@ enum Cmd {
     },
     /// Server version, nodes by GPU model, Ready count.
     Status,
+    /// Stand in for the kubelet of the simulated nodes: run the first container of each
+    /// matching pod as a local process, until SIGINT or SIGTERM stops them all.
+    PodRunner {
+        /// Label selector of the pods to run.
+        #[arg(long, default_value = zop_e2e::pod_runner::DEFAULT_SELECTOR)]
+        selector: String,
+        /// Only pods in this namespace (default: all namespaces).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Where each process logs, as <namespace>_<pod>.log (default:
+        /// target/e2e-logs/pod-runner).
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+    },
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -121,6 +137,37 @@ async fn main() -> anyhow::Result<()> {
                 version.git_version
             );
             println!("{summary}");
+        }
+        Cmd::PodRunner {
+            selector,
+            namespace,
+            log_dir,
+        } => {
+            let defaults = RunnerOptions::default();
+            let opts = RunnerOptions {
+                selector,
+                namespace,
+                log_dir: log_dir.unwrap_or(defaults.log_dir.clone()),
+                ..defaults
+            };
+            eprintln!(
+                "pod-runner: running pods matching '{}' on simulated nodes; logs in {}",
+                opts.selector,
+                opts.log_dir.display()
+            );
+            let runner = PodRunner::start(client, opts);
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .context("installing the SIGTERM handler")?;
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+                _ = term.recv() => {}
+            }
+            let stats = runner.shutdown().await;
+            eprintln!(
+                "pod-runner: stopped; {} processes started, {} finished, {} pods failed to start",
+                stats.started, stats.finished, stats.failed_to_start
+            );
         }
     }
     Ok(())

@@ -77,6 +77,10 @@ pub async fn run(
             ctx,
         )
         .for_each(|res| async move {
+            // Every Node change maps to a Device of its name; most Nodes have none.
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(_)) = res {
+                return;
+            }
             if let Err(err) = res {
                 tracing::warn!(error = %err, "device reconcile failed");
             }

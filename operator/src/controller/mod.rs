@@ -4,7 +4,11 @@
 
 pub mod devices;
 pub mod onboard;
+pub mod task_metrics;
+pub mod tasks;
 
+use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Recorder, Reporter};
 use std::time::Duration;
 
@@ -72,4 +76,28 @@ pub fn recorder(client: kube::Client) -> Recorder {
             instance,
         },
     )
+}
+
+/// A reflector store fed by its own watcher in the background; wait for it with
+/// `wait_until_ready` before trusting it.
+pub fn spawn_store<K>(
+    api: kube::Api<K>,
+    cfg: kube::runtime::watcher::Config,
+) -> kube::runtime::reflector::Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    tokio::spawn(
+        kube::runtime::reflector(writer, kube::runtime::watcher(api, cfg))
+            .default_backoff()
+            .for_each(|_| futures::future::ready(())),
+    );
+    reader
 }

@@ -27,6 +27,8 @@ pub struct RouteLabels {
 pub struct GatewayMetrics {
     /// Heartbeats accepted.
     pub heartbeats: Counter,
+    /// Fragment results recorded.
+    pub results: Counter,
     /// Registrations by result and reason.
     pub registrations: Family<RegistrationLabels, Counter>,
     /// Request durations by route.
@@ -38,6 +40,7 @@ impl GatewayMetrics {
     pub fn new(registry: &mut Registry) -> Self {
         let m = Self {
             heartbeats: Counter::default(),
+            results: Counter::default(),
             registrations: Family::default(),
             durations: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 14))
@@ -47,6 +50,11 @@ impl GatewayMetrics {
             "gateway_heartbeats",
             "Heartbeats accepted",
             m.heartbeats.clone(),
+        );
+        registry.register(
+            "gateway_results",
+            "Fragment results recorded",
+            m.results.clone(),
         );
         registry.register(
             "gateway_registrations",

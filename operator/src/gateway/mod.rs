@@ -9,6 +9,7 @@ pub mod protocol;
 pub mod routes;
 pub mod secrets;
 pub mod tls;
+pub mod work;
 
 use crate::api::Device;
 use crate::labels;
@@ -18,11 +19,10 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
-use futures::StreamExt;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use metrics::{GatewayMetrics, RouteLabels};
 use std::net::SocketAddr;
@@ -123,6 +123,8 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route(protocol::REGISTER, post(routes::register))
         .route(protocol::HEARTBEAT, post(routes::heartbeat))
         .route("/v1/whoami", get(routes::whoami))
+        .route(protocol::WORK, get(work::work))
+        .route(protocol::RESULTS, post(work::results))
         .route("/healthz", get(|| async { "ok" }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), timed))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
@@ -145,38 +147,24 @@ async fn timed(State(state): State<Arc<GatewayState>>, req: Request, next: Next)
     resp
 }
 
-fn spawn_reflector<K>(api: Api<K>, config: watcher::Config) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config))
-        .default_backoff()
-        .for_each(|_| futures::future::ready(()));
-    tokio::spawn(stream);
-    reader
-}
-
 /// Serves until `shutdown` resolves.
 pub async fn serve(
     client: Client,
     config: GatewayConfig,
     metrics: GatewayMetrics,
-    devices: Store<Device>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
-    let keys = spawn_reflector(
+    let devices = crate::controller::spawn_store(
+        Api::<Device>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let keys = crate::controller::spawn_store(
         secrets.clone(),
         watcher::Config::default().labels(&format!("{}=true", labels::GROUP_KEY)),
     );
-    let tokens = spawn_reflector(secrets, watcher::Config::default().labels(labels::DEVICE));
+    let tokens =
+        crate::controller::spawn_store(secrets, watcher::Config::default().labels(labels::DEVICE));
     let pem = tls::load_or_create(
         &client,
         &config.namespace,
@@ -185,8 +173,12 @@ pub async fn serve(
     )
     .await?;
     let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(&pem)?);
+    tracing::debug!("gateway: waiting for the Group Key and token caches");
     let _ = keys.wait_until_ready().await;
     let _ = tokens.wait_until_ready().await;
+    // Registration checks quotas and plausibility against the Device cache.
+    tracing::debug!("gateway: waiting for the Device cache");
+    let _ = devices.wait_until_ready().await;
     let bind = config.bind;
     let state = Arc::new(GatewayState::new(
         client, config, keys, tokens, devices, metrics,

@@ -10,6 +10,107 @@ use serde::{Deserialize, Serialize};
 pub const REGISTER: &str = "/v1/register";
 /// Route of heartbeats.
 pub const HEARTBEAT: &str = "/v1/heartbeat";
+/// Route where workers pull their assignment.
+pub const WORK: &str = "/v1/work";
+/// Route where workers report fragment results.
+pub const RESULTS: &str = "/v1/results";
+
+/// Query of [`WORK`]: a worker pod names its assignment; an agent may leave it out to
+/// get the next one for its device.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkQuery {
+    /// The assignment's name.
+    #[serde(default)]
+    pub assignment: Option<String>,
+}
+
+/// One fragment to execute: its index and its work items `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FragmentSpan {
+    /// Fragment index within the task.
+    pub index: u32,
+    /// First work item.
+    pub start: u64,
+    /// One past the last work item.
+    pub end: u64,
+}
+
+/// An assignment as a worker sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Work {
+    /// The assignment's name, quoted back with results.
+    pub assignment: String,
+    /// The task's namespace.
+    pub task_namespace: String,
+    /// The task's name.
+    pub task: String,
+    /// The task's spec: the workload and its parameters.
+    pub spec: crate::api::task::ComputeTaskSpec,
+    /// Fragments still to execute.
+    pub fragments: Vec<FragmentSpan>,
+}
+
+/// Results of one or more fragments of an assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultsRequest {
+    /// The assignment's name.
+    pub assignment: String,
+    /// The results.
+    pub results: Vec<crate::tasks::assignment::FragmentResult>,
+}
+
+/// What the gateway made of reported results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultsResponse {
+    /// Results that were new.
+    pub accepted: u32,
+    /// Whether the assignment is now complete.
+    pub completed: bool,
+}
+
+/// Most results in one report.
+pub const MAX_RESULTS: usize = 10_000;
+
+/// Decodes and validates a results report.
+pub fn decode_results(bytes: &[u8]) -> Result<ResultsRequest, ApiError> {
+    let req: ResultsRequest = decode_json(bytes)?;
+    assignment_name("assignment", &req.assignment)?;
+    if req.results.is_empty() || req.results.len() > MAX_RESULTS {
+        return Err(ApiError::invalid("results", "must hold 1 to 10000 results"));
+    }
+    for (i, r) in req.results.iter().enumerate() {
+        let hex = r.digest.len() == 64
+            && r.digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !hex {
+            return Err(ApiError::invalid(
+                &format!("results[{i}].digest"),
+                "must be 64 lowercase hex characters",
+            ));
+        }
+    }
+    Ok(req)
+}
+
+/// Checks an assignment name: a DNS-1123 name of at most 253 characters.
+pub fn assignment_name(field: &str, s: &str) -> Result<(), ApiError> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            "must be a lowercase DNS name of at most 253 characters",
+        ))
+    }
+}
 
 /// An agent asks to join with a Group Key (sent as the bearer token).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -356,6 +457,17 @@ mod tests {
         fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode_register(&bytes);
             let _ = decode_heartbeat(&bytes);
+            let _ = decode_results(&bytes);
+        }
+
+        #[test]
+        fn results_decoder_never_panics_and_names_the_field(
+            name in ".{0,300}", fragment in any::<u32>(), digest in ".{0,70}", units in any::<u64>(),
+        ) {
+            let v = json!({ "assignment": name, "results": [{ "fragment": fragment, "digest": digest, "workUnits": units, "elapsedMs": 1 }] });
+            if let Err(e) = decode_results(&serde_json::to_vec(&v).unwrap()) {
+                prop_assert!(e.message.starts_with("assignment") || e.message.starts_with("results[0].digest") || e.message.starts_with("body"));
+            }
         }
 
         #[test]

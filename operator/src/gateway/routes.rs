@@ -27,7 +27,7 @@ pub const FIELD_MANAGER: &str = "zop-gateway";
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-fn body(b: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
+pub(super) fn body(b: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
     b.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(_) => ApiError {
             status: 413,
@@ -38,7 +38,7 @@ fn body(b: std::result::Result<Bytes, BytesRejection>) -> Result<Bytes> {
     })
 }
 
-fn limit(state: &GatewayState, token: &str) -> Result<()> {
+pub(super) fn limit(state: &GatewayState, token: &str) -> Result<()> {
     state
         .limiter
         .check_key(&secrets::hash(token))
@@ -201,10 +201,11 @@ pub async fn heartbeat(
         .find(|d| d.name_any() == device);
     let status = current.as_ref().and_then(|d| d.status.clone());
     let identification = status.as_ref().and_then(|s| s.identification.clone());
+    // Only a fresh benchmark re-applies the identification (for its plausibility check).
     write_status(
         &state,
         &device,
-        identification.as_ref(),
+        identification.as_ref().filter(|_| req.benchmark.is_some()),
         req.benchmark.as_ref(),
         status.as_ref(),
         req.load,
@@ -239,8 +240,14 @@ pub async fn whoami(
     }))
 }
 
-/// Writes the gateway-owned status fields: heartbeat, load, and, when given, the
-/// identification, benchmark and its plausibility verdict.
+/// The field manager of heartbeat fields, apart from [`FIELD_MANAGER`]'s identification
+/// and benchmark: under server-side apply a manager's omitted fields are removed, so a
+/// heartbeat must not be the owner of what only a registration or a benchmark sends.
+pub const HEARTBEAT_MANAGER: &str = "zop-gateway-heartbeat";
+
+/// Writes the gateway-owned status fields: heartbeat and load always; the
+/// identification, benchmark and its plausibility verdict when an identification is
+/// given (registration, or a heartbeat carrying a fresh benchmark).
 async fn write_status(
     state: &GatewayState,
     device: &str,
@@ -251,53 +258,88 @@ async fn write_status(
     running: u32,
 ) -> Result<()> {
     let now = Timestamp::now();
-    let mut status = json!({
+    if let Some(id) = identification {
+        let mut status = json!({ "identification": id });
+        if let Some(b) = benchmark {
+            plausibility_fields(&mut status, id, b, previous, now);
+        } else if let Some(p) = previous {
+            // Re-applying what this manager owns keeps it.
+            if let Some(b) = &p.benchmark {
+                status["benchmark"] = json!(b);
+            }
+            let plausible: Vec<_> = p
+                .conditions
+                .iter()
+                .filter(|c| c.type_ == conditions::PLAUSIBLE)
+                .collect();
+            if !plausible.is_empty() {
+                status["conditions"] = json!(plausible);
+            }
+        }
+        apply_status(state, device, FIELD_MANAGER, status).await?;
+    }
+    let beat = json!({
         "lastHeartbeat": now.to_string(),
         "load": load,
         "runningFragments": running,
     });
-    if let Some(id) = identification {
-        status["identification"] = json!(id);
+    apply_status(state, device, HEARTBEAT_MANAGER, beat).await
+}
+
+fn plausibility_fields(
+    status: &mut serde_json::Value,
+    id: &Identification,
+    b: &Benchmark,
+    previous: Option<&DeviceStatus>,
+    now: Timestamp,
+) {
+    let mut b = b.clone();
+    b.measured_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+    let reference =
+        previous.and_then(|p| Some((p.identification.as_ref()?, p.benchmark.as_ref()?)));
+    let (cond_status, reason, message) = match plausibility::check(reference, id, &b) {
+        Verdict::Plausible => (
+            "True",
+            "Plausible",
+            "the benchmark and fingerprint match the claimed hardware".to_string(),
+        ),
+        Verdict::Implausible { reason, message } => ("False", reason, message),
+    };
+    // Keep the last plausible fingerprint as the reference, so one bad run cannot
+    // replace it.
+    if cond_status == "True" || reference.is_none() {
+        status["benchmark"] = json!(b);
+    } else if let Some((_, kept)) = reference {
+        status["benchmark"] = json!(kept);
     }
-    if let (Some(id), Some(b)) = (identification, benchmark) {
-        let mut b = b.clone();
-        b.measured_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
-        let reference =
-            previous.and_then(|p| Some((p.identification.as_ref()?, p.benchmark.as_ref()?)));
-        let (cond_status, reason, message) = match plausibility::check(reference, id, &b) {
-            Verdict::Plausible => (
-                "True",
-                "Plausible",
-                "the benchmark and fingerprint match the claimed hardware".to_string(),
-            ),
-            Verdict::Implausible { reason, message } => ("False", reason, message),
-        };
-        // Keep the last plausible fingerprint as the reference, so one bad run cannot
-        // replace it.
-        if cond_status == "True" || reference.is_none() {
-            status["benchmark"] = json!(b);
-        }
-        let old = previous.and_then(|p| {
-            p.conditions
-                .iter()
-                .find(|c| c.type_ == conditions::PLAUSIBLE)
-        });
-        let since = old
-            .filter(|c| c.status == cond_status)
-            .map_or_else(|| now.to_string(), |c| c.last_transition_time.0.to_string());
-        status["conditions"] = json!([{
-            "type": conditions::PLAUSIBLE,
-            "status": cond_status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": since,
-        }]);
-    }
+    let old = previous.and_then(|p| {
+        p.conditions
+            .iter()
+            .find(|c| c.type_ == conditions::PLAUSIBLE)
+    });
+    let since = old
+        .filter(|c| c.status == cond_status)
+        .map_or_else(|| now.to_string(), |c| c.last_transition_time.0.to_string());
+    status["conditions"] = json!([{
+        "type": conditions::PLAUSIBLE,
+        "status": cond_status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": since,
+    }]);
+}
+
+async fn apply_status(
+    state: &GatewayState,
+    device: &str,
+    manager: &str,
+    status: serde_json::Value,
+) -> Result<()> {
     let patch = json!({ "apiVersion": "zoptoken.io/v1alpha1", "kind": "Device", "status": status });
     Api::<Device>::all(state.client.clone())
         .patch_status(
             device,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            &PatchParams::apply(manager).force(),
             &Patch::Apply(&patch),
         )
         .await

@@ -21,9 +21,9 @@ fn state(body_limit: usize) -> Arc<GatewayState> {
         body_limit,
     };
     let mut registry = prometheus_client::registry::Registry::default();
-    let (keys, _) = reflector::store();
-    let (tokens, _) = reflector::store();
-    let (devices, _) = reflector::store();
+    let (keys, _) = kube::runtime::reflector::store();
+    let (tokens, _) = kube::runtime::reflector::store();
+    let (devices, _) = kube::runtime::reflector::store();
     Arc::new(GatewayState::new(
         client,
         gw,

@@ -3,4 +3,7 @@
 
 pub mod assignment;
 pub mod lifecycle;
+pub mod plan;
+pub mod record;
 pub mod summary;
+pub mod worker_pod;

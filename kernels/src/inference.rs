@@ -1,0 +1,192 @@
+//! The inference fragment kind: a batched forward pass of the softmax-regression model
+//! ([`training::Model`]) over a shard of the seeded data set ([`training::DataSet`]):
+//! logits, probabilities, argmax predictions, accuracy against the seeded labels, and a
+//! digest of the predictions and quantized probabilities. This module owns that digest;
+//! the model, the data and the operation order are training's.
+//!
+//! # Commitment
+//! SHA-256 of `"zop/inference/v1"`, the features and classes as u32 LE, then for each
+//! sample in shard order its prediction as u32 LE followed by its probabilities
+//! quantized as `round(p · 2²⁰)` i32 LE ([`training::quantize`]).
+//!
+//! # Error bound
+//! Each logit is a sum over features in a fixed order, so a CPU replay, or a GPU port with
+//! one thread per sample that keeps [`training::model`]'s order and `exp`, is
+//! bit-identical. An evaluation that sums in another order differs per logit by at most
+//! `F·u·Σ_f |W_cf·x_f|` (`u = 2⁻²⁴`); a probability then moves by about
+//! `(C + 6)·u` relative plus the logit error, which can flip a quantized value at a
+//! rounding boundary or an argmax between near-tied classes, so such evaluations are
+//! compared by value, not by digest.
+
+use crate::merkle::Hash;
+use crate::training::{self, Model, Shard, TrainingError, model};
+use sha2::{Digest, Sha256};
+
+/// Domain tag of the inference commitment.
+const DIGEST_TAG: &[u8] = b"zop/inference/v1";
+
+/// The forward pass of a model over a shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inference {
+    /// Features per sample.
+    pub features: usize,
+    /// Classes.
+    pub classes: usize,
+    /// Logits, `samples × classes`, row-major.
+    pub logits: Vec<f32>,
+    /// Softmax probabilities, `samples × classes`, row-major.
+    pub probabilities: Vec<f32>,
+    /// The predicted class of each sample (the first of tied maxima).
+    pub predictions: Vec<u32>,
+    /// Samples whose prediction equals the seeded label.
+    pub correct: u64,
+}
+
+impl Inference {
+    /// `correct / samples`.
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.predictions.len().max(1) as f64
+    }
+
+    /// The commitment (module docs).
+    pub fn digest(&self) -> Hash {
+        let mut h = Sha256::new();
+        h.update(DIGEST_TAG);
+        for v in [self.features, self.classes] {
+            h.update((v as u32).to_le_bytes());
+        }
+        for (pred, probs) in self
+            .predictions
+            .iter()
+            .zip(self.probabilities.chunks_exact(self.classes))
+        {
+            h.update(pred.to_le_bytes());
+            for p in probs {
+                h.update(training::quantize(*p).to_le_bytes());
+            }
+        }
+        h.finalize().into()
+    }
+}
+
+/// Bytes [`forward`] allocates for `samples` samples of `classes` classes (logits and
+/// probabilities, predictions, and the shard's own features and labels).
+pub fn forward_bytes(samples: u64, features: usize, classes: usize) -> u128 {
+    u128::from(samples) * (2 * classes as u128 + features as u128 + 2) * 4
+}
+
+/// The forward pass of `model` over `shard`.
+pub fn forward(model: &Model, shard: &Shard) -> Result<Inference, TrainingError> {
+    training::check_pair(model, shard)?;
+    let bytes = forward_bytes(shard.len() as u64, model.features(), model.classes());
+    if bytes > u128::from(crate::MAX_ALLOC_BYTES) {
+        return Err(TrainingError::TooLarge {
+            field: "items",
+            bytes,
+        });
+    }
+    let c = model.classes();
+    let mut logits = vec![0.0f32; shard.len() * c];
+    let mut probabilities = vec![0.0f32; shard.len() * c];
+    let mut predictions = Vec::with_capacity(shard.len());
+    let mut correct = 0;
+    let rows = shard.x().chunks_exact(model.features()).zip(shard.labels());
+    for (((x, y), z), p) in rows
+        .zip(logits.chunks_exact_mut(c))
+        .zip(probabilities.chunks_exact_mut(c))
+    {
+        model.logits_into(x, z);
+        let (_, pred) = model::softmax(z, *y, p);
+        correct += u64::from(pred == *y);
+        predictions.push(pred);
+    }
+    Ok(Inference {
+        features: model.features(),
+        classes: c,
+        logits,
+        probabilities,
+        predictions,
+        correct,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::training::DataSet;
+
+    fn setup() -> (DataSet, Shard) {
+        let d = DataSet::new(8, 4, 300, 21).unwrap();
+        let s = d.shard(100..220).unwrap();
+        (d, s)
+    }
+
+    #[test]
+    fn the_reference_model_classifies_the_seeded_data_well() {
+        let (d, s) = setup();
+        let out = forward(&Model::reference(&d), &s).unwrap();
+        assert_eq!(out.predictions.len(), 120);
+        assert!(out.accuracy() > 0.8, "accuracy {}", out.accuracy());
+        // An untrained model is near chance.
+        let zero = forward(&Model::zeros(8, 4).unwrap(), &s).unwrap();
+        assert!(zero.predictions.iter().all(|p| *p == 0));
+        assert!(zero.probabilities.iter().all(|p| *p == 0.25));
+    }
+
+    #[test]
+    fn predictions_are_the_argmax_and_probabilities_sum_to_one() {
+        let (d, s) = setup();
+        let out = forward(&Model::reference(&d), &s).unwrap();
+        for ((z, p), pred) in out
+            .logits
+            .chunks_exact(4)
+            .zip(out.probabilities.chunks_exact(4))
+            .zip(&out.predictions)
+        {
+            let max = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(z[*pred as usize], max);
+            assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            assert!(p.iter().all(|v| (0.0..=1.0).contains(v)));
+        }
+    }
+
+    #[test]
+    fn logits_match_a_naive_matrix_product() {
+        let (d, s) = setup();
+        let m = Model::reference(&d);
+        let out = forward(&m, &s).unwrap();
+        for i in 0..s.len() {
+            let (x, _) = s.sample(i).unwrap();
+            for c in 0..4 {
+                let want: f64 = (0..8)
+                    .map(|f| f64::from(m.weights()[c * 8 + f]) * f64::from(x[f]))
+                    .sum::<f64>()
+                    + f64::from(m.bias()[c]);
+                assert!((f64::from(out.logits[i * 4 + c]) - want).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn the_digest_is_deterministic_and_commits_to_every_output() {
+        let (d, s) = setup();
+        let m = Model::reference(&d);
+        let a = forward(&m, &s).unwrap();
+        assert_eq!(a.digest(), forward(&m, &s).unwrap().digest());
+        let mut b = a.clone();
+        b.predictions[7] ^= 1;
+        assert_ne!(a.digest(), b.digest());
+        let mut c = a.clone();
+        c.probabilities[5] += 1e-5;
+        assert_ne!(a.digest(), c.digest());
+        let other = d.shard(101..221).unwrap();
+        assert_ne!(a.digest(), forward(&m, &other).unwrap().digest());
+    }
+
+    #[test]
+    fn mismatched_shapes_are_errors() {
+        let (_, s) = setup();
+        let m = Model::zeros(7, 4).unwrap();
+        assert_eq!(forward(&m, &s).unwrap_err().field(), "model");
+    }
+}

@@ -1,0 +1,112 @@
+//! Scheduling metrics: the cycle-duration histogram, fragments by state over active
+//! tasks, and the queue depth (pending fragments) per namespace. Gauges are recomputed
+//! from the last observation of each task, so a deleted task stops counting.
+
+use crate::api::task_status::FragmentCounts;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceLabels {
+    namespace: String,
+}
+
+/// The task controller's metrics.
+#[derive(Debug, Clone)]
+pub struct TaskMetrics {
+    cycles: Histogram,
+    fragments: Family<StateLabels, Gauge>,
+    queue: Family<NamespaceLabels, Gauge>,
+    tasks: Arc<Mutex<HashMap<String, (String, FragmentCounts)>>>,
+}
+
+impl TaskMetrics {
+    /// Registers the metrics.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self {
+            cycles: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            fragments: Family::default(),
+            queue: Family::default(),
+            tasks: Arc::default(),
+        };
+        registry.register(
+            "zop_scheduling_cycle_duration_seconds",
+            "Duration of a scheduling cycle (snapshot, nominate, place)",
+            m.cycles.clone(),
+        );
+        registry.register(
+            "zop_fragments",
+            "Fragments of active tasks by state",
+            m.fragments.clone(),
+        );
+        registry.register(
+            "zop_queue_depth",
+            "Fragments waiting for a device, per namespace",
+            m.queue.clone(),
+        );
+        m
+    }
+
+    /// Records one cycle's duration.
+    pub fn cycle(&self, d: Duration) {
+        self.cycles.observe(d.as_secs_f64());
+    }
+
+    /// Records a task's counts; a terminal task stops counting.
+    pub fn observe_task(&self, namespace: &str, uid: &str, c: &FragmentCounts, terminal: bool) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if terminal {
+            tasks.remove(uid);
+        } else {
+            tasks.insert(uid.to_string(), (namespace.to_string(), c.clone()));
+        }
+        self.publish(&tasks);
+    }
+
+    /// Forgets a deleted task.
+    pub fn forget_task(&self, uid: &str) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.remove(uid);
+        self.publish(&tasks);
+    }
+
+    fn publish(&self, tasks: &HashMap<String, (String, FragmentCounts)>) {
+        let mut by_state = [0i64; 5];
+        let mut queue: BTreeMap<&str, i64> = BTreeMap::new();
+        for (ns, c) in tasks.values() {
+            for (slot, v) in
+                by_state
+                    .iter_mut()
+                    .zip([c.pending, c.running, c.completed, c.verified, c.failed])
+            {
+                *slot += i64::from(v);
+            }
+            *queue.entry(ns).or_default() += i64::from(c.pending);
+        }
+        for (state, v) in ["pending", "running", "completed", "verified", "failed"]
+            .into_iter()
+            .zip(by_state)
+        {
+            self.fragments.get_or_create(&StateLabels { state }).set(v);
+        }
+        self.queue.clear();
+        for (ns, v) in queue {
+            self.queue
+                .get_or_create(&NamespaceLabels {
+                    namespace: ns.to_string(),
+                })
+                .set(v);
+        }
+    }
+}

@@ -1,0 +1,701 @@
+//! The task controller: a thin shell over `tasks::*` and `scheduler::*`. Per task it
+//! derives the plan from the persisted assignments, marks assignments lost when their
+//! device, pod or worker is gone, places waiting fragments in a scheduling cycle over
+//! every active task (fair shares across namespaces), writes assignments and worker
+//! Pods, and applies the aggregated status. A finalizer removes pods and assignments.
+
+use super::task_metrics::TaskMetrics;
+use super::{Error, FIELD_MANAGER, recorder, spawn_store};
+use crate::api::common::{conditions, set_condition};
+use crate::api::task_status::{ComputeTaskStatus, TaskResult};
+use crate::api::{ComputeTask, Device, DeviceClass, DevicePhase, GROUP, TaskPhase, VERSION};
+use crate::labels;
+use crate::scheduler::cycle::{CycleConfig, CycleInput, QueuedTask, RetryPolicy, run_cycle};
+use crate::scheduler::placement::LoadState;
+use crate::scheduler::slicer::{self, batch_size_for};
+use crate::scheduler::snapshot::Snapshot;
+use crate::tasks::assignment::{Assignment, State};
+use crate::tasks::lifecycle::{Facts, Limits, next_phase};
+use crate::tasks::plan::{TaskPlan, plan, result_digest};
+use crate::tasks::worker_pod::{self, PodTemplate};
+use crate::tasks::{assignment, record, summary};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Settings of the task controller.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    /// The operator's namespace, where assignments live.
+    pub namespace: String,
+    /// Worker Pods' shape.
+    pub pod: PodTemplate,
+    /// Most assignments (and so worker Pods) per task.
+    pub max_assignments: u32,
+    /// Reassignment backoff and retry limit.
+    pub retry: RetryPolicy,
+    /// When a task fails.
+    pub limits: Limits,
+    /// Seconds an agent assignment may go without progress before it is lost.
+    pub agent_timeout_seconds: i64,
+    /// The gateway's CA certificate (PEM), copied into task namespaces for worker Pods.
+    pub ca_pem: String,
+}
+
+struct Ctx {
+    client: Client,
+    config: TaskConfig,
+    devices: Store<Device>,
+    pods: Store<Pod>,
+    assignments: Store<ConfigMap>,
+    tasks: Store<ComputeTask>,
+    recorder: Recorder,
+    metrics: TaskMetrics,
+    /// Assignment names written but not yet seen in the store, per task UID: the
+    /// ReplicaSet controller's "expectations", so a lagging cache never re-places them.
+    expected: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// One scheduling cycle at a time, so decisions see each other's load.
+    cycle: tokio::sync::Mutex<()>,
+}
+
+/// Runs the task controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    config: TaskConfig,
+    metrics: TaskMetrics,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let devices = spawn_store(
+        Api::<Device>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let worker_pods = watcher::Config::default().labels("app.kubernetes.io/name=zop-worker");
+    let assignment_cms = watcher::Config::default().labels(&format!("{}=true", labels::ASSIGNMENT));
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &config.namespace);
+    let pods = spawn_store(Api::<Pod>::all(client.clone()), worker_pods.clone());
+    let assignments = spawn_store(cms.clone(), assignment_cms.clone());
+    let controller = Controller::new(
+        Api::<ComputeTask>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Pod>::all(client.clone()), worker_pods)
+    .watches(cms, assignment_cms, |cm| {
+        let a = record::from_config_map(&cm)?;
+        Some(ObjectRef::new(&a.task).within(&a.task_namespace))
+    })
+    // A device going Offline loses its assignments; look at every task again.
+    .reconcile_all_on(device_changes(client.clone()));
+    let tasks = controller.store();
+    for store in [
+        pods.wait_until_ready().await.is_err(),
+        assignments.wait_until_ready().await.is_err(),
+    ] {
+        if store {
+            return;
+        }
+    }
+    let ctx = Arc::new(Ctx {
+        recorder: recorder(client.clone()),
+        client,
+        config,
+        devices,
+        pods,
+        assignments,
+        tasks,
+        metrics,
+        expected: Mutex::default(),
+        cycle: tokio::sync::Mutex::new(()),
+    });
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(
+            reconcile,
+            |_, err, _| Action::requeue(super::retry_after(err)),
+            ctx,
+        )
+        .for_each(|res| async move {
+            if let Err(err) = res {
+                tracing::warn!(error = %err, "task reconcile failed");
+            }
+        })
+        .await;
+}
+
+/// Ticks whenever a Device's phase changes, at most every two seconds.
+fn device_changes(client: Client) -> impl futures::Stream<Item = ()> + Send + 'static {
+    let mut phases: HashMap<String, Option<DevicePhase>> = HashMap::new();
+    let mut last = Instant::now() - Duration::from_secs(10);
+    watcher(Api::<Device>::all(client), watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .filter_map(move |d| {
+            let tick = match d {
+                Ok(d) => {
+                    let now = d.status.as_ref().map(|s| s.phase);
+                    let changed = phases.insert(d.name_any(), now) != Some(now);
+                    changed && last.elapsed() > Duration::from_secs(2)
+                }
+                Err(_) => false,
+            };
+            if tick {
+                last = Instant::now();
+            }
+            futures::future::ready(tick.then_some(()))
+        })
+}
+
+async fn reconcile(task: Arc<ComputeTask>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let ns = task.namespace().unwrap_or_default();
+    let api: Api<ComputeTask> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, labels::TASK_FINALIZER, task, |event| async {
+        match event {
+            Finalizer::Apply(t) => apply(&t, &ctx).await,
+            Finalizer::Cleanup(t) => cleanup(&t, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        kube::runtime::finalizer::Error::AddFinalizer(e)
+        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
+        other => Error::Invalid(other.to_string()),
+    })
+}
+
+fn now_ms() -> i64 {
+    Timestamp::now().as_millisecond()
+}
+
+/// The task's assignments from the store, with their ConfigMaps' resource versions.
+fn assignments_of(ctx: &Ctx, uid: &str) -> Vec<(Assignment, Option<String>)> {
+    ctx.assignments
+        .state()
+        .iter()
+        .filter(|cm| cm.labels().get(labels::TASK_UID).map(String::as_str) == Some(uid))
+        .filter_map(|cm| Some((record::from_config_map(cm)?, cm.resource_version())))
+        .collect()
+}
+
+/// Whether every assignment written for `uid` is in the store yet.
+fn caught_up(ctx: &Ctx, uid: &str, seen: &[(Assignment, Option<String>)]) -> bool {
+    let mut expected = ctx.expected.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(names) = expected.get_mut(uid) else {
+        return true;
+    };
+    for (a, _) in seen {
+        names.remove(&record::name(&a.task_uid, a.start, a.attempt));
+    }
+    let done = names.is_empty();
+    if done {
+        expected.remove(uid);
+    }
+    done
+}
+
+/// Why a live assignment is lost now, if it is.
+fn lost_because(ctx: &Ctx, a: &Assignment, now: i64) -> Option<&'static str> {
+    let device = ctx.devices.get(&ObjectRef::new(&a.device));
+    let phase = device
+        .as_ref()
+        .and_then(|d| d.status.as_ref())
+        .map(|s| s.phase);
+    if phase != Some(DevicePhase::Online) {
+        return Some("DeviceLost");
+    }
+    let is_node = device
+        .as_ref()
+        .is_some_and(|d| d.spec.source.node.is_some());
+    if is_node {
+        let name = record::name(&a.task_uid, a.start, a.attempt);
+        match ctx
+            .pods
+            .get(&ObjectRef::new(&name).within(&a.task_namespace))
+        {
+            None if now - a.created_ms > 15_000 => return Some("PodGone"),
+            None => {}
+            Some(p) if p.metadata.deletion_timestamp.is_some() => return Some("PodDeleted"),
+            Some(p) => match p.status.as_ref().and_then(|s| s.phase.as_deref()) {
+                Some("Failed") => return Some("PodFailed"),
+                Some("Succeeded") => return Some("PodEndedEarly"),
+                _ => {}
+            },
+        }
+    } else if now - a.updated_ms.max(a.created_ms) > ctx.config.agent_timeout_seconds * 1000 {
+        return Some("AgentTimedOut");
+    }
+    None
+}
+
+async fn write_assignment(ctx: &Ctx, a: &Assignment, version: Option<String>) -> Result<(), Error> {
+    let mut cm = record::to_config_map(&ctx.config.namespace, a)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
+    cm.metadata.resource_version = version;
+    let name = cm.name_any();
+    api.replace(&name, &PostParams::default(), &cm).await?;
+    Ok(())
+}
+
+async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
+    let uid = task.uid().unwrap_or_default();
+    let ns = task.namespace().unwrap_or_default();
+    let status = task.status.clone().unwrap_or_default();
+    let slicing = match slicer::slice(&task.spec) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("{}: {e}", e.field());
+            write_status(ctx, task, failed_status(&status, "InvalidSpec", &msg, task)).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let mut seen = assignments_of(ctx, &uid);
+    if !caught_up(ctx, &uid, &seen) {
+        return Ok(Action::requeue(Duration::from_millis(300)));
+    }
+    let now = now_ms();
+    let cancelled = task.spec.cancel || status.phase.is_terminal();
+    for (a, version) in &mut seen {
+        if !matches!(a.state, State::Pending | State::Running) {
+            continue;
+        }
+        let why = if cancelled {
+            Some("TaskEnded")
+        } else {
+            lost_because(ctx, a, now)
+        };
+        if let Some(why) = why {
+            a.lose(now);
+            write_assignment(ctx, a, version.clone()).await?;
+            if !cancelled {
+                event(
+                    ctx,
+                    task,
+                    EventType::Warning,
+                    "Reassigned",
+                    format!(
+                        "fragments {}..{} on {} lost ({why}); unfinished ones are reassigned",
+                        a.start, a.end, a.device
+                    ),
+                )
+                .await;
+            }
+            delete_pod(ctx, &ns, &record::name(&a.task_uid, a.start, a.attempt)).await;
+        }
+    }
+    let assignments: Vec<Assignment> = seen.into_iter().map(|(a, _)| a).collect();
+    let batch = batch_size_for(slicing.fragments(), ctx.config.max_assignments);
+    let plan = plan(&slicing, &assignments, batch, &ctx.config.retry);
+    let mut conds = status.conditions.clone();
+    let mut ineligible_since = conds
+        .iter()
+        .find(|c| {
+            c.type_ == conditions::SCHEDULED
+                && c.status == "False"
+                && c.reason == "NoEligibleDevice"
+        })
+        .map(|c| c.last_transition_time.0.as_second());
+    if !cancelled && !plan.waiting.is_empty() {
+        let (placed, unschedulable) = schedule(ctx, task, &plan, now).await?;
+        match unschedulable {
+            Some(why) => {
+                ineligible_since.get_or_insert(now / 1000);
+                set(
+                    &mut conds,
+                    conditions::SCHEDULED,
+                    "False",
+                    "NoEligibleDevice",
+                    &why,
+                );
+            }
+            None if placed > 0 => {
+                ineligible_since = None;
+                set(
+                    &mut conds,
+                    conditions::SCHEDULED,
+                    "True",
+                    "Placed",
+                    &format!("{placed} assignments placed"),
+                );
+            }
+            None => {}
+        }
+    }
+    let mut counts = plan.counts.clone();
+    counts.verified = counts.completed;
+    let (phase, reason) = next_phase(
+        &Facts {
+            phase: status.phase,
+            cancel: task.spec.cancel,
+            deleting: false,
+            created: task
+                .creation_timestamp()
+                .map_or(now / 1000, |t| t.0.as_second()),
+            deadline_seconds: task.spec.active_deadline_seconds,
+            counts: counts.clone(),
+            ineligible_since,
+            now: now / 1000,
+        },
+        &ctx.config.limits,
+    );
+    let mut next = ComputeTaskStatus {
+        phase,
+        progress: summary::progress(&counts),
+        contributions: summary::contributions(assignment::contributions(&assignments)),
+        fragments: counts.clone(),
+        result: None,
+        start_time: status.start_time.clone(),
+        completion_time: status.completion_time.clone(),
+        conditions: conds,
+        observed_generation: task.meta().generation,
+    };
+    if next.start_time.is_none() && (counts.running > 0 || counts.completed > 0) {
+        next.start_time = Some(Time(Timestamp::now()));
+    }
+    if phase == TaskPhase::Completed {
+        next.result = result_digest(counts.total, &assignments).map(|digest| TaskResult {
+            digest,
+            ..TaskResult::default()
+        });
+    }
+    if !status.phase.is_terminal() {
+        let message = match reason {
+            crate::tasks::lifecycle::Reason::NoEligibleDevice => next
+                .conditions
+                .iter()
+                .find(|c| c.type_ == conditions::SCHEDULED)
+                .map_or_else(String::new, |c| c.message.clone()),
+            _ => format!("{} of {} fragments verified", counts.verified, counts.total),
+        };
+        let ready = if phase == TaskPhase::Completed {
+            "True"
+        } else {
+            "False"
+        };
+        set(
+            &mut next.conditions,
+            conditions::READY,
+            ready,
+            reason.as_str(),
+            &message,
+        );
+        if phase.is_terminal() {
+            next.completion_time = Some(Time(Timestamp::now()));
+            let kind = if phase == TaskPhase::Completed {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            };
+            event(ctx, task, kind, phase_reason(phase), message).await;
+        }
+    } else {
+        next.phase = status.phase;
+        next.completion_time = status.completion_time.clone();
+    }
+    ctx.metrics
+        .observe_task(&ns, &uid, &next.fragments, next.phase.is_terminal());
+    if next != status {
+        write_status(ctx, task, next.clone()).await?;
+    }
+    if next.phase.is_terminal() {
+        return Ok(Action::requeue(Duration::from_secs(600)));
+    }
+    let wake = plan
+        .waiting
+        .iter()
+        .map(|u| u.not_before_ms)
+        .filter(|&t| t > now)
+        .min()
+        .map_or(Duration::from_secs(5), |t| {
+            Duration::from_millis((t - now) as u64 + 50)
+        });
+    Ok(Action::requeue(wake.min(Duration::from_secs(5))))
+}
+
+fn phase_reason(phase: TaskPhase) -> &'static str {
+    match phase {
+        TaskPhase::Completed => "Completed",
+        TaskPhase::Cancelled => "Cancelled",
+        _ => "Failed",
+    }
+}
+
+fn set(list: &mut Vec<Condition>, type_: &str, status: &str, reason: &str, message: &str) {
+    set_condition(
+        list,
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.chars().take(1024).collect(),
+            last_transition_time: Time(Timestamp::now()),
+            observed_generation: None,
+        },
+    );
+}
+
+fn failed_status(
+    old: &ComputeTaskStatus,
+    reason: &str,
+    msg: &str,
+    task: &ComputeTask,
+) -> ComputeTaskStatus {
+    let mut s = old.clone();
+    if !s.phase.is_terminal() {
+        s.phase = TaskPhase::Failed;
+        s.completion_time = Some(Time(Timestamp::now()));
+    }
+    set(&mut s.conditions, conditions::READY, "False", reason, msg);
+    s.observed_generation = task.meta().generation;
+    s
+}
+
+async fn write_status(
+    ctx: &Ctx,
+    task: &ComputeTask,
+    status: ComputeTaskStatus,
+) -> Result<(), Error> {
+    let api: Api<ComputeTask> =
+        Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": format!("{GROUP}/{VERSION}"),
+        "kind": "ComputeTask",
+        "status": status,
+    });
+    api.patch_status(
+        &task.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn event(ctx: &Ctx, task: &ComputeTask, type_: EventType, reason: &str, note: String) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Schedule".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &task.object_ref(&())).await {
+        tracing::warn!(error = %e, task = %task.name_any(), "publishing event failed");
+    }
+}
+
+async fn delete_pod(ctx: &Ctx, ns: &str, name: &str) {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) | Err(kube::Error::Api(_)) => {}
+        Err(e) => tracing::warn!(error = %e, pod = name, "deleting a worker pod failed"),
+    }
+}
+
+/// The waiting units of `task`'s plan and of every other active task, in one cycle; only
+/// `task`'s decisions are written (the others' are theirs to make when they reconcile),
+/// but their demand shapes the fair shares. Returns the assignments placed, or why no
+/// device can run the task.
+async fn schedule(
+    ctx: &Ctx,
+    task: &ComputeTask,
+    own: &TaskPlan,
+    now: i64,
+) -> Result<(u32, Option<String>), Error> {
+    let _one_at_a_time = ctx.cycle.lock().await;
+    let started = Instant::now();
+    let uid = task.uid().unwrap_or_default();
+    let devices = ctx.devices.state();
+    let all: Vec<(Assignment, Option<String>)> = ctx
+        .assignments
+        .state()
+        .iter()
+        .filter_map(|cm| Some((record::from_config_map(cm)?, None)))
+        .collect();
+    let mut running: HashMap<&str, u32> = HashMap::new();
+    for (a, _) in &all {
+        if matches!(a.state, State::Pending | State::Running) {
+            *running.entry(a.device.as_str()).or_default() += a.len() - a.results.len() as u32;
+        }
+    }
+    let mut snapshot =
+        Snapshot::from_devices(devices.iter().map(AsRef::as_ref), &Default::default());
+    for d in &mut snapshot.devices {
+        d.running = d
+            .running
+            .max(running.get(d.name.as_str()).copied().unwrap_or(0));
+    }
+    let mut queued = vec![queued(task, own)];
+    for other in ctx.tasks.state() {
+        let other_uid = other.uid().unwrap_or_default();
+        let active =
+            other.status.as_ref().is_none_or(|s| !s.phase.is_terminal()) && !other.spec.cancel;
+        if other_uid == uid || !active {
+            continue;
+        }
+        let Ok(slicing) = slicer::slice(&other.spec) else {
+            continue;
+        };
+        let theirs: Vec<Assignment> = all
+            .iter()
+            .filter(|(a, _)| a.task_uid == other_uid)
+            .map(|(a, _)| a.clone())
+            .collect();
+        let batch = batch_size_for(slicing.fragments(), ctx.config.max_assignments);
+        queued.push(queued_of(
+            &other,
+            plan(&slicing, &theirs, batch, &ctx.config.retry),
+        ));
+    }
+    let mut load = LoadState::new(&snapshot);
+    let outcome = run_cycle(
+        &CycleInput {
+            now_ms: now,
+            seed: 0x5eed,
+            tasks: &queued,
+        },
+        &snapshot,
+        &mut load,
+        &CycleConfig::default(),
+    );
+    ctx.metrics.cycle(started.elapsed());
+    let why = outcome
+        .unschedulable
+        .iter()
+        .find(|(t, _)| *t == 0)
+        .map(|(_, e)| e.to_string());
+    let mine: Vec<_> = outcome.decisions.iter().filter(|d| d.task == 0).collect();
+    if mine.is_empty() {
+        return Ok((0, why));
+    }
+    ensure_worker_access(ctx, &task.namespace().unwrap_or_default()).await?;
+    let mut names = BTreeSet::new();
+    for d in &mine {
+        let unit = &queued[0].units[d.unit];
+        let device = &snapshot.devices[d.device as usize];
+        let a = Assignment {
+            task_namespace: task.namespace().unwrap_or_default(),
+            task: task.name_any(),
+            task_uid: uid.clone(),
+            device: device.name.clone(),
+            start: unit.fragments.start,
+            end: unit.fragments.end,
+            attempt: unit.failures,
+            state: State::Pending,
+            results: Vec::new(),
+            created_ms: now,
+            updated_ms: now,
+        };
+        let name = record::name(&uid, a.start, a.attempt);
+        let cm = record::to_config_map(&ctx.config.namespace, &a)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
+        match cms.create(&PostParams::default(), &cm).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        names.insert(name.clone());
+        let source = devices.iter().find(|x| x.name_any() == device.name);
+        if let Some(node) = source.and_then(|x| x.spec.source.node.as_ref()) {
+            let gpus = u32::from(device.class == DeviceClass::Gpu && device.gpu_count > 0);
+            let pod = worker_pod::worker_pod(task, &a, &name, &node.name, gpus, &ctx.config.pod)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &a.task_namespace);
+            match pods.create(&PostParams::default(), &pod).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    ctx.expected
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(uid)
+        .or_default()
+        .extend(names);
+    let count = u32::try_from(mine.len()).unwrap_or(u32::MAX);
+    event(
+        ctx,
+        task,
+        EventType::Normal,
+        "Scheduled",
+        format!("{count} assignments placed"),
+    )
+    .await;
+    Ok((count, None))
+}
+
+fn queued(task: &ComputeTask, plan: &TaskPlan) -> QueuedTask {
+    queued_of(task, plan.clone())
+}
+
+fn queued_of(task: &ComputeTask, plan: TaskPlan) -> QueuedTask {
+    QueuedTask {
+        namespace: task.namespace().unwrap_or_default(),
+        name: task.name_any(),
+        priority: task.spec.priority,
+        requirements: task.spec.requirements.clone(),
+        units: plan.waiting,
+    }
+}
+
+/// The ServiceAccount and CA ConfigMap worker Pods of a namespace need; idempotent.
+async fn ensure_worker_access(ctx: &Ctx, ns: &str) -> Result<(), Error> {
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let sa = json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": { "name": worker_pod::SERVICE_ACCOUNT, "labels": { labels::MANAGED_BY: labels::MANAGER } },
+        "automountServiceAccountToken": false,
+    });
+    Api::<ServiceAccount>::namespaced(ctx.client.clone(), ns)
+        .patch(worker_pod::SERVICE_ACCOUNT, &pp, &Patch::Apply(&sa))
+        .await?;
+    let ca = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": worker_pod::CA_CONFIG_MAP, "labels": { labels::MANAGED_BY: labels::MANAGER } },
+        "data": { worker_pod::CA_KEY: ctx.config.ca_pem },
+    });
+    Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
+        .patch(worker_pod::CA_CONFIG_MAP, &pp, &Patch::Apply(&ca))
+        .await?;
+    Ok(())
+}
+
+/// On deletion: the task is Cancelled (Deleted), its pods and assignments go.
+async fn cleanup(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
+    let uid = task.uid().unwrap_or_default();
+    let ns = task.namespace().unwrap_or_default();
+    let lp = ListParams::default().labels(&record::selector(&uid));
+    Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+        .delete_collection(&DeleteParams::default(), &lp)
+        .await?;
+    Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.config.namespace)
+        .delete_collection(&DeleteParams::default(), &lp)
+        .await?;
+    ctx.metrics.forget_task(&uid);
+    if !task.status.as_ref().is_some_and(|s| s.phase.is_terminal()) {
+        event(
+            ctx,
+            task,
+            EventType::Normal,
+            "Cancelled",
+            "the task was deleted".into(),
+        )
+        .await;
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,222 @@
+//! The worker's side of an assignment, through the gateway: pulling it (`GET /v1/work`)
+//! and reporting fragment results (`POST /v1/results`). A worker pod may only touch the
+//! assignment named after it; an agent only those of its own device. Results are recorded
+//! into the assignment's ConfigMap with optimistic concurrency, at most once per fragment.
+
+use super::GatewayState;
+use super::auth::{Principal, bearer};
+use super::protocol::{self, ApiError, FragmentSpan, ResultsResponse, Work, WorkQuery};
+use super::routes::limit;
+use crate::api::ComputeTask;
+use crate::labels;
+use crate::scheduler::slicer;
+use crate::tasks::assignment::{Assignment, ReportError, State};
+use crate::tasks::record;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State as AxState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, ResourceExt};
+use std::sync::Arc;
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn gone(message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: 410,
+        reason: "AssignmentClosed",
+        message: message.into(),
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError {
+        status: 404,
+        reason: "AssignmentNotFound",
+        message: "no such assignment for this caller".into(),
+    }
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "{what}");
+    ApiError::internal()
+}
+
+/// Whether `who` may act on assignment `name` holding `a`.
+fn allowed(who: &Principal, name: &str, a: &Assignment) -> bool {
+    match who {
+        Principal::Device(d) => *d == a.device,
+        Principal::WorkerPod { namespace, pod, .. } => {
+            *namespace == a.task_namespace && pod.as_deref() == Some(name)
+        }
+    }
+}
+
+async fn load(state: &GatewayState, name: &str) -> Result<(Assignment, Option<String>)> {
+    let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
+    let cm = api
+        .get_opt(name)
+        .await
+        .map_err(|e| internal("reading an assignment", e))?
+        .ok_or_else(not_found)?;
+    let a = record::from_config_map(&cm).ok_or_else(not_found)?;
+    Ok((a, cm.resource_version()))
+}
+
+/// The next live assignment of an agent's device.
+async fn next_for_device(state: &GatewayState, device: &str) -> Result<Option<String>> {
+    let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
+    let lp = ListParams::default().labels(&format!(
+        "{}=true,{}={}",
+        labels::ASSIGNMENT,
+        labels::DEVICE,
+        record::label_value(device)
+    ));
+    let mut live: Vec<(i64, String)> = api
+        .list(&lp)
+        .await
+        .map_err(|e| internal("listing assignments", e))?
+        .items
+        .iter()
+        .filter_map(|cm| {
+            let a = record::from_config_map(cm)?;
+            (a.device == device && matches!(a.state, State::Pending | State::Running))
+                .then(|| (a.created_ms, cm.name_any()))
+        })
+        .collect();
+    live.sort();
+    Ok(live.into_iter().next().map(|(_, n)| n))
+}
+
+/// `GET /v1/work[?assignment=NAME]`: the assignment, with its fragments still to do;
+/// 204 when an agent has none.
+pub async fn work(
+    AxState(state): AxState<Arc<GatewayState>>,
+    headers: HeaderMap,
+    Query(q): Query<WorkQuery>,
+) -> Result<Response> {
+    let token = bearer(&headers)
+        .ok_or_else(|| ApiError::unauthorized("Unauthorized", "present a token"))?;
+    limit(&state, token)?;
+    let who = state.auth.authenticate(token).await?;
+    let name = match (&q.assignment, &who) {
+        (Some(n), _) => {
+            protocol::assignment_name("assignment", n)?;
+            n.clone()
+        }
+        (None, Principal::Device(d)) => match next_for_device(&state, d).await? {
+            Some(n) => n,
+            None => return Ok(StatusCode::NO_CONTENT.into_response()),
+        },
+        (None, Principal::WorkerPod { pod, .. }) => pod.clone().ok_or_else(not_found)?,
+    };
+    let (a, _) = load(&state, &name).await?;
+    if !allowed(&who, &name, &a) {
+        return Err(not_found());
+    }
+    if !matches!(a.state, State::Pending | State::Running) {
+        return Err(gone(format!("the assignment is {:?}", a.state)));
+    }
+    let task = Api::<ComputeTask>::namespaced(state.client.clone(), &a.task_namespace)
+        .get_opt(&a.task)
+        .await
+        .map_err(|e| internal("reading a task", e))?
+        .filter(|t| t.uid().as_deref() == Some(a.task_uid.as_str()))
+        .ok_or_else(|| gone("the task is gone"))?;
+    let slicing = slicer::slice(&task.spec).map_err(|_| gone("the task cannot be sliced"))?;
+    let fragments = a
+        .unfinished()
+        .into_iter()
+        .filter_map(|index| {
+            let r = slicing.range(index)?;
+            Some(FragmentSpan {
+                index,
+                start: r.start,
+                end: r.end,
+            })
+        })
+        .collect();
+    Ok(Json(Work {
+        assignment: name,
+        task_namespace: a.task_namespace,
+        task: a.task,
+        spec: task.spec,
+        fragments,
+    })
+    .into_response())
+}
+
+/// `POST /v1/results`: records fragment results; identical resubmissions are accepted
+/// and change nothing, a different result for a completed fragment is a conflict.
+pub async fn results(
+    AxState(state): AxState<Arc<GatewayState>>,
+    headers: HeaderMap,
+    raw: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<ResultsResponse>> {
+    let token = bearer(&headers)
+        .ok_or_else(|| ApiError::unauthorized("Unauthorized", "present a token"))?;
+    limit(&state, token)?;
+    let req = protocol::decode_results(&super::routes::body(raw)?)?;
+    let who = state.auth.authenticate(token).await?;
+    let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
+    // Optimistic concurrency: the task controller may mark the assignment lost meanwhile.
+    for _ in 0..5 {
+        let (mut a, version) = load(&state, &req.assignment).await?;
+        if !allowed(&who, &req.assignment, &a) {
+            return Err(not_found());
+        }
+        let now = Timestamp::now().as_millisecond();
+        let mut accepted = 0;
+        for r in &req.results {
+            match a.record(r.clone(), now) {
+                Ok(true) => accepted += 1,
+                Ok(false) => {}
+                Err(ReportError::Closed(s)) => {
+                    return Err(gone(format!("the assignment is {s:?}")));
+                }
+                Err(e @ ReportError::Conflicting(_)) => {
+                    return Err(ApiError {
+                        status: 409,
+                        reason: "ConflictingResult",
+                        message: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(ApiError::invalid("results", e)),
+            }
+        }
+        let completed = a.state == State::Completed;
+        if accepted == 0 {
+            return Ok(Json(ResultsResponse {
+                accepted,
+                completed,
+            }));
+        }
+        let mut cm = record::to_config_map(&state.config.namespace, &a)
+            .map_err(|e| internal("encoding an assignment", e))?;
+        cm.metadata.resource_version = version;
+        match api
+            .replace(&req.assignment, &PostParams::default(), &cm)
+            .await
+        {
+            Ok(_) => {
+                state.metrics.results.inc_by(u64::from(accepted));
+                return Ok(Json(ResultsResponse {
+                    accepted,
+                    completed,
+                }));
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(internal("recording results", e)),
+        }
+    }
+    Err(ApiError {
+        status: 503,
+        reason: "Busy",
+        message: "the assignment changed repeatedly; retry".into(),
+    })
+}

@@ -1,0 +1,178 @@
+//! The worker Pod for an assignment on a cluster Node: bound to the Node by `nodeName`,
+//! owned by its ComputeTask (garbage-collected with it), restricted (non-root, read-only
+//! root filesystem, no privilege escalation, no capabilities), with no Kubernetes
+//! credentials but a projected service-account token whose audience is the gateway's.
+//! Pure.
+
+use super::assignment::Assignment;
+use crate::api::ComputeTask;
+use crate::labels;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Resource;
+use serde_json::json;
+
+/// Where the token and the gateway CA are mounted in the worker container.
+pub const SECRETS_DIR: &str = "/var/run/secrets/zoptoken";
+/// The ServiceAccount worker Pods run as, in the task's namespace.
+pub const SERVICE_ACCOUNT: &str = "zop-worker";
+/// The ConfigMap with the gateway's CA certificate, in the task's namespace.
+pub const CA_CONFIG_MAP: &str = "zop-gateway-ca";
+/// Its key.
+pub const CA_KEY: &str = "ca.crt";
+
+/// What every worker Pod shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodTemplate {
+    /// The worker image.
+    pub image: String,
+    /// The gateway URL workers call.
+    pub gateway_url: String,
+    /// The audience of the projected token.
+    pub audience: String,
+    /// Token lifetime in seconds (the kubelet refreshes it at 80%).
+    pub token_seconds: i64,
+}
+
+/// The Pod running assignment `a` (named [`super::record::name`]) of `task` on `node`;
+/// `gpus` is how many `nvidia.com/gpu` it requests (0 for CPU work).
+pub fn worker_pod(
+    task: &ComputeTask,
+    a: &Assignment,
+    name: &str,
+    node: &str,
+    gpus: u32,
+    t: &PodTemplate,
+) -> Result<Pod, serde_json::Error> {
+    let owner = task.controller_owner_ref(&());
+    let resources = if gpus > 0 {
+        json!({
+            "requests": { "cpu": "500m", "memory": "512Mi", labels::gfd::RESOURCE: gpus.to_string() },
+            "limits": { "cpu": "2", "memory": "2Gi", labels::gfd::RESOURCE: gpus.to_string() },
+        })
+    } else {
+        json!({
+            "requests": { "cpu": "500m", "memory": "256Mi" },
+            "limits": { "cpu": "2", "memory": "1Gi" },
+        })
+    };
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": a.task_namespace,
+            "labels": {
+                "app.kubernetes.io/name": "zop-worker",
+                labels::MANAGED_BY: labels::MANAGER,
+                labels::TASK: super::record::label_value(&a.task),
+                labels::TASK_UID: a.task_uid,
+                labels::DEVICE: super::record::label_value(&a.device),
+            },
+            "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
+        },
+        "spec": {
+            "nodeName": node,
+            "restartPolicy": "Never",
+            "serviceAccountName": SERVICE_ACCOUNT,
+            "automountServiceAccountToken": false,
+            "enableServiceLinks": false,
+            "terminationGracePeriodSeconds": 30,
+            "securityContext": {
+                "runAsNonRoot": true,
+                "runAsUser": 65532,
+                "runAsGroup": 65532,
+                "seccompProfile": { "type": "RuntimeDefault" },
+            },
+            "tolerations": [{ "key": labels::gfd::RESOURCE, "operator": "Exists", "effect": "NoSchedule" }],
+            "containers": [{
+                "name": "worker",
+                "image": t.image,
+                "command": ["zop-worker"],
+                "args": [
+                    "pod",
+                    "--gateway", t.gateway_url,
+                    "--assignment", name,
+                    "--token-file", format!("{SECRETS_DIR}/token"),
+                    "--ca-cert", format!("{SECRETS_DIR}/{CA_KEY}"),
+                ],
+                "env": [
+                    { "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
+                    { "name": "NODE_NAME", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } },
+                ],
+                "resources": resources,
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "readOnlyRootFilesystem": true,
+                    "privileged": false,
+                    "capabilities": { "drop": ["ALL"] },
+                },
+                "volumeMounts": [{ "name": "zoptoken", "mountPath": SECRETS_DIR, "readOnly": true }],
+            }],
+            "volumes": [{
+                "name": "zoptoken",
+                "projected": { "sources": [
+                    { "serviceAccountToken": { "audience": t.audience, "expirationSeconds": t.token_seconds, "path": "token" } },
+                    { "configMap": { "name": CA_CONFIG_MAP, "items": [{ "key": CA_KEY, "path": CA_KEY }] } },
+                ] },
+            }],
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::assignment::State;
+
+    #[test]
+    fn worker_pods_are_bound_owned_restricted_and_credential_free() {
+        let task: ComputeTask = serde_json::from_value(json!({
+            "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
+            "metadata": { "name": "proof", "namespace": "team-a", "uid": "u-1" },
+            "spec": { "type": "compute-proof", "computeProof": { "dimension": 64, "products": 4, "seed": 1 }, "fragments": { "count": 2 } },
+        }))
+        .unwrap();
+        let a = Assignment {
+            task_namespace: "team-a".into(),
+            task: "proof".into(),
+            task_uid: "u-1".into(),
+            device: "gpu-h100-0001".into(),
+            start: 0,
+            end: 1,
+            attempt: 0,
+            state: State::Pending,
+            results: vec![],
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        let t = PodTemplate {
+            image: "zoptoken/zop-worker:test".into(),
+            gateway_url: "https://zop-gateway.zoptoken-system.svc:8443".into(),
+            audience: "zoptoken-gateway".into(),
+            token_seconds: 3600,
+        };
+        let pod = worker_pod(&task, &a, "zop-u1-0-0", "gpu-h100-0001", 1, &t).unwrap();
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("gpu-h100-0001"));
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        let owner = &pod.metadata.owner_references.unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("ComputeTask", Some(true))
+        );
+        let c = &spec.containers[0];
+        let sc = c.security_context.clone().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.capabilities.unwrap().drop.unwrap(), ["ALL"]);
+        assert_eq!(spec.security_context.unwrap().run_as_non_root, Some(true));
+        let limits = c.resources.clone().unwrap().limits.unwrap();
+        assert_eq!(limits["nvidia.com/gpu"].0, "1");
+        let projected = spec.volumes.unwrap()[0].projected.clone().unwrap();
+        let sat = projected.sources.unwrap()[0]
+            .service_account_token
+            .clone()
+            .unwrap();
+        assert_eq!(sat.audience.as_deref(), Some("zoptoken-gateway"));
+    }
+}

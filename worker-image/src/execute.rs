@@ -1,0 +1,103 @@
+//! One fragment, executed: the task's spec mapped onto the kernels' [`FragmentKind`], the
+//! fragment's work items (as the operator's slicer cut them) run on the CPU path, and
+//! the committed result the gateway records. Owns that mapping and nothing else.
+
+use std::time::Instant;
+use zop_kernels::data::Operation;
+use zop_kernels::fragment::{self, FragmentError, FragmentKind, Granularity};
+use zop_operator::api::task::{ComputeTaskSpec, DataOperation, WorkloadType};
+use zop_operator::gateway::protocol::FragmentSpan;
+use zop_operator::scheduler::slicer::OPS_PER_WORK_UNIT;
+use zop_operator::tasks::assignment::FragmentResult;
+
+/// Why a fragment could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The spec lacks the parameter block of its workload type.
+    #[error("the task has no parameters for its workload ({0})")]
+    MissingParams(&'static str),
+    /// The kernels refused the parameters or the range.
+    #[error(transparent)]
+    Kernel(#[from] FragmentError),
+}
+
+/// The kernels' description of a task.
+pub fn kind(spec: &ComputeTaskSpec) -> Result<FragmentKind, ExecError> {
+    let fragments = match (spec.fragments.count, spec.fragments.size) {
+        (_, Some(size)) => Granularity::Size(size),
+        (count, None) => Granularity::Count(count.unwrap_or(1)),
+    };
+    Ok(match spec.workload {
+        WorkloadType::ComputeProof => {
+            let p = spec
+                .compute_proof
+                .as_ref()
+                .ok_or(ExecError::MissingParams("computeProof"))?;
+            FragmentKind::ComputeProof {
+                dimension: p.dimension,
+                products: p.products,
+                seed: p.seed,
+                fragments,
+            }
+        }
+        WorkloadType::Training => {
+            let p = spec
+                .training
+                .as_ref()
+                .ok_or(ExecError::MissingParams("training"))?;
+            FragmentKind::Training {
+                features: p.model.features,
+                classes: p.model.classes,
+                samples: p.samples,
+                epochs: p.epochs,
+                learning_rate: p.learning_rate as f32,
+                local_steps: 1,
+                seed: p.seed,
+                fragments,
+            }
+        }
+        WorkloadType::Inference => {
+            let p = spec
+                .inference
+                .as_ref()
+                .ok_or(ExecError::MissingParams("inference"))?;
+            FragmentKind::Inference {
+                features: p.model.features,
+                classes: p.model.classes,
+                samples: p.samples,
+                seed: p.seed,
+                fragments,
+            }
+        }
+        WorkloadType::DataProcessing => {
+            let p = spec
+                .data_processing
+                .as_ref()
+                .ok_or(ExecError::MissingParams("dataProcessing"))?;
+            FragmentKind::DataProcessing {
+                operation: match p.operation {
+                    DataOperation::Sha256 => Operation::Sha256,
+                    DataOperation::Tokenize => Operation::Tokenize,
+                },
+                bytes: p.bytes,
+                chunk_size: fragment::DEFAULT_CHUNK_SIZE,
+                seed: p.seed,
+                fragments,
+            }
+        }
+    })
+}
+
+/// Executes one fragment on the CPU and returns its committed result.
+pub fn fragment(spec: &ComputeTaskSpec, span: &FragmentSpan) -> Result<FragmentResult, ExecError> {
+    let kind = kind(spec)?;
+    let started = Instant::now();
+    let out = fragment::execute_range(&kind, span.start..span.end)?;
+    Ok(FragmentResult {
+        fragment: span.index,
+        digest: out.digest,
+        // The kernels count operations; the ledger counts units of 10⁹ (at least 1).
+        work_units: out.work_units.div_ceil(OPS_PER_WORK_UNIT).max(1),
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}

@@ -1,0 +1,45 @@
+//! Pod mode: the worker runs in a Pod the operator created for one assignment, with a
+//! projected service-account token whose audience is the gateway. It executes the
+//! assignment and exits; SIGTERM finishes the fragment in hand and hands the rest back.
+
+use crate::client::GatewayClient;
+use crate::work::{self, Outcome};
+use anyhow::Context;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Options of `zop-worker pod`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PodArgs {
+    /// The gateway's base URL.
+    #[arg(long, env = "ZOP_GATEWAY")]
+    pub gateway: String,
+    /// The assignment this Pod runs (the Pod's own name).
+    #[arg(long, env = "ZOP_ASSIGNMENT")]
+    pub assignment: String,
+    /// The projected service-account token (re-read for every call: it is rotated).
+    #[arg(long, env = "ZOP_TOKEN_FILE")]
+    pub token_file: PathBuf,
+    /// PEM file of the gateway's CA.
+    #[arg(long, env = "ZOP_CA_CERT")]
+    pub ca_cert: PathBuf,
+}
+
+/// Runs the assignment until done, closed, or `stop` is set.
+pub async fn run(args: PodArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
+    let ca = std::fs::read(&args.ca_cert)
+        .with_context(|| format!("reading --ca-cert {}", args.ca_cert.display()))?;
+    let client = GatewayClient::new(&args.gateway, &ca)?;
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("reading --token-file {}", args.token_file.display()))?;
+    let outcome = work::run_one(&client, token.trim(), Some(&args.assignment), &stop)
+        .await
+        .context("executing the assignment")?;
+    tracing::info!(
+        ?outcome,
+        stopped = stop.load(Ordering::SeqCst),
+        "pod worker finished"
+    );
+    Ok(outcome)
+}

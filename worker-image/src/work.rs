@@ -1,0 +1,102 @@
+//! Executing an assignment, shared by pod and agent modes: pull it from the gateway,
+//! run its fragments one by one, and report each result as soon as it exists (that is
+//! the progress stream). A stop request is honoured between fragments: the fragment in
+//! hand is finished and reported, the rest is handed back by simply not doing it.
+
+use crate::client::{GatewayClient, GatewayError};
+use crate::execute;
+use backon::{ExponentialBuilder, Retryable};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use zop_operator::gateway::protocol::ResultsRequest;
+
+/// How an assignment ended for this worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// There was no assignment to do.
+    Idle,
+    /// Every fragment was executed and reported.
+    Done {
+        /// Fragments executed.
+        fragments: u32,
+    },
+    /// Stopped early; the remaining fragments go back to the scheduler.
+    HandedBack {
+        /// Fragments executed before the stop.
+        fragments: u32,
+    },
+    /// The gateway closed the assignment (lost, cancelled, or completed elsewhere).
+    Closed,
+}
+
+fn retry() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .with_max_times(8)
+}
+
+/// Pulls and executes one assignment (`assignment` names it; `None` asks for the
+/// device's next one), reporting every fragment. Returns early when `stop` is set.
+pub async fn run_one(
+    client: &GatewayClient,
+    bearer: &str,
+    assignment: Option<&str>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Outcome, GatewayError> {
+    let work = (|| client.work(bearer, assignment))
+        .retry(retry())
+        .when(GatewayError::is_transient)
+        .await;
+    let work = match work {
+        Ok(Some(w)) => w,
+        Ok(None) => return Ok(Outcome::Idle),
+        Err(GatewayError::Refused { status: 410, .. }) => return Ok(Outcome::Closed),
+        Err(e) => return Err(e),
+    };
+    tracing::info!(
+        assignment = %work.assignment,
+        task = %format!("{}/{}", work.task_namespace, work.task),
+        fragments = work.fragments.len(),
+        "executing assignment"
+    );
+    let spec = Arc::new(work.spec);
+    let mut done = 0u32;
+    for span in work.fragments {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(Outcome::HandedBack { fragments: done });
+        }
+        let s = spec.clone();
+        let result = tokio::task::spawn_blocking(move || execute::fragment(&s, &span))
+            .await
+            .map_err(|e| GatewayError::Refused {
+                status: 500,
+                reason: "WorkerPanicked".into(),
+                message: e.to_string(),
+            })?;
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // A fragment this worker cannot execute is left for reassignment.
+                tracing::error!(error = %e, "fragment failed");
+                return Ok(Outcome::HandedBack { fragments: done });
+            }
+        };
+        let req = ResultsRequest {
+            assignment: work.assignment.clone(),
+            results: vec![result],
+        };
+        match (|| client.results(bearer, &req))
+            .retry(retry())
+            .when(GatewayError::is_transient)
+            .await
+        {
+            Ok(_) => done += 1,
+            Err(GatewayError::Refused { status: 410, .. }) => return Ok(Outcome::Closed),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Outcome::Done { fragments: done })
+}
