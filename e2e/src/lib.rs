@@ -261,13 +261,16 @@ async fn published(
     Ok(found.then_some(()))
 }
 
-/// A workspace binary built by `cargo build` (e2e/test builds them first).
+/// A workspace binary built by `cargo build` (e2e/test builds them first), from
+/// `target/debug`, or `target/$ZOP_BIN_PROFILE`.
 pub fn bin_path(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
         PathBuf::from,
     );
-    let path = target.join("debug").join(name);
+    // Benchmarks run the release build: `ZOP_BIN_PROFILE=release`.
+    let profile = std::env::var("ZOP_BIN_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = target.join(profile).join(name);
     assert!(
         path.exists(),
         "{} is not built; run `cargo build --workspace --bins`",

@@ -65,7 +65,7 @@ struct Ctx {
     metrics: TaskMetrics,
     /// Assignment names written but not yet seen in the store, per task UID: the
     /// ReplicaSet controller's "expectations", so a lagging cache never re-places them.
-    expected: Mutex<HashMap<String, BTreeSet<String>>>,
+    expected: Mutex<HashMap<String, (Instant, BTreeSet<String>)>>,
     /// One scheduling cycle at a time, so decisions see each other's load.
     cycle: tokio::sync::Mutex<()>,
 }
@@ -181,24 +181,46 @@ fn now_ms() -> i64 {
 
 /// The task's assignments from the store, with their ConfigMaps' resource versions.
 fn assignments_of(ctx: &Ctx, uid: &str) -> Vec<(Assignment, Option<String>)> {
-    ctx.assignments
+    all_assignments(ctx, Some(uid))
+}
+
+/// Assignments from their ConfigMaps (with resource versions), plus those that exist so
+/// far only as their worker Pod's annotation (no version: no ConfigMap yet); of task
+/// `uid`, or of every task.
+fn all_assignments(ctx: &Ctx, uid: Option<&str>) -> Vec<(Assignment, Option<String>)> {
+    let of_task = |labels: &std::collections::BTreeMap<String, String>| {
+        uid.is_none_or(|u| labels.get(labels::TASK_UID).map(String::as_str) == Some(u))
+    };
+    let mut by_name: HashMap<String, (Assignment, Option<String>)> = ctx
+        .assignments
         .state()
         .iter()
-        .filter(|cm| cm.labels().get(labels::TASK_UID).map(String::as_str) == Some(uid))
-        .filter_map(|cm| Some((record::from_config_map(cm)?, cm.resource_version())))
-        .collect()
+        .filter(|cm| of_task(cm.labels()))
+        .filter_map(|cm| {
+            Some((
+                cm.name_any(),
+                (record::from_config_map(cm)?, cm.resource_version()),
+            ))
+        })
+        .collect();
+    for pod in ctx.pods.state().iter().filter(|p| of_task(p.labels())) {
+        if let Some(a) = record::from_pod(pod) {
+            by_name.entry(pod.name_any()).or_insert((a, None));
+        }
+    }
+    by_name.into_values().collect()
 }
 
 /// Whether every assignment written for `uid` is in the store yet.
 fn caught_up(ctx: &Ctx, uid: &str, seen: &[(Assignment, Option<String>)]) -> bool {
     let mut expected = ctx.expected.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(names) = expected.get_mut(uid) else {
+    let Some((since, names)) = expected.get_mut(uid) else {
         return true;
     };
     for (a, _) in seen {
         names.remove(&record::name(&a.task_uid, a.start, a.attempt));
     }
-    let done = names.is_empty();
+    let done = names.is_empty() || since.elapsed() > EXPECTATION_TIMEOUT;
     if done {
         expected.remove(uid);
     }
@@ -243,9 +265,17 @@ async fn write_assignment(ctx: &Ctx, a: &Assignment, version: Option<String>) ->
     let mut cm = record::to_config_map(&ctx.config.namespace, a)
         .map_err(|e| Error::Invalid(e.to_string()))?;
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
-    cm.metadata.resource_version = version;
-    let name = cm.name_any();
-    api.replace(&name, &PostParams::default(), &cm).await?;
+    // An assignment known only from its Pod gets its ConfigMap now.
+    match version {
+        Some(v) => {
+            cm.metadata.resource_version = Some(v);
+            api.replace(&cm.name_any(), &PostParams::default(), &cm)
+                .await?;
+        }
+        None => {
+            api.create(&PostParams::default(), &cm).await?;
+        }
+    }
     Ok(())
 }
 
@@ -518,12 +548,7 @@ async fn schedule(
     let started = Instant::now();
     let uid = task.uid().unwrap_or_default();
     let devices = ctx.devices.state();
-    let all: Vec<(Assignment, Option<String>)> = ctx
-        .assignments
-        .state()
-        .iter()
-        .filter_map(|cm| Some((record::from_config_map(cm)?, None)))
-        .collect();
+    let all = all_assignments(ctx, None);
     let mut running: HashMap<&str, u32> = HashMap::new();
     for (a, _) in &all {
         if matches!(a.state, State::Pending | State::Running) {
@@ -581,7 +606,11 @@ async fn schedule(
         return Ok((0, why));
     }
     ensure_worker_access(ctx, &task.namespace().unwrap_or_default()).await?;
-    let mut names = BTreeSet::new();
+    let nodes: HashMap<String, String> = devices
+        .iter()
+        .filter_map(|d| Some((d.name_any(), d.spec.source.node.as_ref()?.name.clone())))
+        .collect();
+    let mut writes = Vec::with_capacity(mine.len());
     for d in &mine {
         let unit = &queued[0].units[d.unit];
         let device = &snapshot.devices[d.device as usize];
@@ -601,33 +630,59 @@ async fn schedule(
         let name = record::name(&uid, a.start, a.attempt);
         let cm = record::to_config_map(&ctx.config.namespace, &a)
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let cms: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
-        match cms.create(&PostParams::default(), &cm).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-        names.insert(name.clone());
-        let source = devices.iter().find(|x| x.name_any() == device.name);
-        if let Some(node) = source.and_then(|x| x.spec.source.node.as_ref()) {
-            let gpus = u32::from(device.class == DeviceClass::Gpu && device.gpu_count > 0);
-            let pod = worker_pod::worker_pod(task, &a, &name, &node.name, gpus, &ctx.config.pod)
-                .map_err(|e| Error::Invalid(e.to_string()))?;
-            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &a.task_namespace);
-            match pods.create(&PostParams::default(), &pod).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(e.into()),
+        let gpus = u32::from(device.class == DeviceClass::Gpu && device.gpu_count > 0);
+        let pod = match nodes.get(&device.name) {
+            Some(node) => Some(
+                worker_pod::worker_pod(task, &a, &name, node, gpus, &ctx.config.pod)
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
+            ),
+            None => None,
+        };
+        writes.push((name, a.task_namespace, cm, pod));
+    }
+    // The writes of one cycle go out in parallel.
+    let results: Vec<Result<String, Error>> = futures::stream::iter(writes)
+        .map(|(name, ns, cm, pod)| async move {
+            match pod {
+                // The Pod carries its assignment; the ConfigMap follows with the first
+                // result (gateway) or a loss (controller): one write per placement.
+                Some(pod) => {
+                    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+                    ignore_exists(pods.create(&PostParams::default(), &pod).await)?;
+                }
+                None => {
+                    let cms: Api<ConfigMap> =
+                        Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
+                    ignore_exists(cms.create(&PostParams::default(), &cm).await)?;
+                }
             }
+            Ok(name)
+        })
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut names = BTreeSet::new();
+    let mut failure = None;
+    for r in results {
+        match r {
+            Ok(name) => {
+                names.insert(name);
+            }
+            Err(e) => failure = Some(e),
         }
     }
+    let written = names.len();
     ctx.expected
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(uid)
-        .or_default()
+        .or_insert_with(|| (Instant::now(), BTreeSet::new()))
+        .1
         .extend(names);
-    let count = u32::try_from(mine.len()).unwrap_or(u32::MAX);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let count = u32::try_from(written).unwrap_or(u32::MAX);
     event(
         ctx,
         task,
@@ -637,6 +692,20 @@ async fn schedule(
     )
     .await;
     Ok((count, None))
+}
+
+/// Assignment and Pod creates in flight at once.
+const WRITE_CONCURRENCY: usize = 32;
+
+/// How long written assignments may stay unseen before the cache is trusted again.
+const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn ignore_exists<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn queued(task: &ComputeTask, plan: &TaskPlan) -> QueuedTask {

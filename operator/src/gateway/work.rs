@@ -18,7 +18,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -57,15 +57,31 @@ fn allowed(who: &Principal, name: &str, a: &Assignment) -> bool {
     }
 }
 
-async fn load(state: &GatewayState, name: &str) -> Result<(Assignment, Option<String>)> {
+/// The assignment and its ConfigMap's version; `None` when it is still recorded only on
+/// the calling worker Pod.
+async fn load(
+    state: &GatewayState,
+    who: &Principal,
+    name: &str,
+) -> Result<(Assignment, Option<String>)> {
     let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
-    let cm = api
+    if let Some(cm) = api
         .get_opt(name)
         .await
         .map_err(|e| internal("reading an assignment", e))?
+    {
+        let a = record::from_config_map(&cm).ok_or_else(not_found)?;
+        return Ok((a, cm.resource_version()));
+    }
+    let Principal::WorkerPod { namespace, .. } = who else {
+        return Err(not_found());
+    };
+    let pod = Api::<Pod>::namespaced(state.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| internal("reading a worker pod", e))?
         .ok_or_else(not_found)?;
-    let a = record::from_config_map(&cm).ok_or_else(not_found)?;
-    Ok((a, cm.resource_version()))
+    Ok((record::from_pod(&pod).ok_or_else(not_found)?, None))
 }
 
 /// The next live assignment of an agent's device.
@@ -115,7 +131,7 @@ pub async fn work(
         },
         (None, Principal::WorkerPod { pod, .. }) => pod.clone().ok_or_else(not_found)?,
     };
-    let (a, _) = load(&state, &name).await?;
+    let (a, _) = load(&state, &who, &name).await?;
     if !allowed(&who, &name, &a) {
         return Err(not_found());
     }
@@ -166,7 +182,7 @@ pub async fn results(
     let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
     // Optimistic concurrency: the task controller may mark the assignment lost meanwhile.
     for _ in 0..5 {
-        let (mut a, version) = load(&state, &req.assignment).await?;
+        let (mut a, version) = load(&state, &who, &req.assignment).await?;
         if !allowed(&who, &req.assignment, &a) {
             return Err(not_found());
         }
@@ -198,11 +214,16 @@ pub async fn results(
         }
         let mut cm = record::to_config_map(&state.config.namespace, &a)
             .map_err(|e| internal("encoding an assignment", e))?;
-        cm.metadata.resource_version = version;
-        match api
-            .replace(&req.assignment, &PostParams::default(), &cm)
-            .await
-        {
+        // An assignment recorded only on its Pod gets its ConfigMap with the first result.
+        let written = match version {
+            Some(v) => {
+                cm.metadata.resource_version = Some(v);
+                api.replace(&req.assignment, &PostParams::default(), &cm)
+                    .await
+            }
+            None => api.create(&PostParams::default(), &cm).await,
+        };
+        match written {
             Ok(_) => {
                 state.metrics.results.inc_by(u64::from(accepted));
                 return Ok(Json(ResultsResponse {

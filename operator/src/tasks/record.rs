@@ -2,7 +2,9 @@
 //! assignment, out of requesters' reach, labelled with its task and device. One object
 //! per assignment keeps every write small and bounded (a batch of fragments' results),
 //! and gives each assignment exactly one writer at a time: the gateway while its worker
-//! reports, the task controller when it is lost. Pure.
+//! reports, the task controller when it is lost. An assignment on a cluster Node starts
+//! out as its worker Pod's annotation, so a placement costs one write; its ConfigMap is
+//! created with the first result or the loss. Pure.
 
 use super::assignment::Assignment;
 use crate::labels;
@@ -11,6 +13,9 @@ use std::collections::BTreeMap;
 
 /// Data key of the assignment's JSON.
 pub const DATA_KEY: &str = "assignment.json";
+/// Annotation of a worker Pod holding its assignment as created: the record until the
+/// assignment's ConfigMap exists.
+pub const POD_ANNOTATION: &str = "zoptoken.io/assignment";
 
 /// The assignment's name, also its worker Pod's name: stable for one task, first
 /// fragment and attempt, so a retried create never makes a second one.
@@ -50,6 +55,12 @@ pub fn to_config_map(namespace: &str, a: &Assignment) -> Result<ConfigMap, serde
 /// The assignment in a ConfigMap; `None` when it is not one or is malformed.
 pub fn from_config_map(cm: &ConfigMap) -> Option<Assignment> {
     let text = cm.data.as_ref()?.get(DATA_KEY)?;
+    serde_json::from_str(text).ok()
+}
+
+/// The assignment a worker Pod was created for; `None` when it carries none.
+pub fn from_pod(pod: &k8s_openapi::api::core::v1::Pod) -> Option<Assignment> {
+    let text = pod.metadata.annotations.as_ref()?.get(POD_ANNOTATION)?;
     serde_json::from_str(text).ok()
 }
 

@@ -69,6 +69,7 @@ pub fn worker_pod(
                 labels::DEVICE: super::record::label_value(&a.device),
             },
             "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
+            "annotations": { super::record::POD_ANNOTATION: serde_json::to_string(a)? },
         },
         "spec": {
             "nodeName": node,
@@ -152,6 +153,7 @@ mod tests {
             token_seconds: 3600,
         };
         let pod = worker_pod(&task, &a, "zop-u1-0-0", "gpu-h100-0001", 1, &t).unwrap();
+        let pod_again = pod.clone();
         let spec = pod.spec.unwrap();
         assert_eq!(spec.node_name.as_deref(), Some("gpu-h100-0001"));
         assert_eq!(spec.automount_service_account_token, Some(false));
