@@ -176,5 +176,6 @@ mod tests {
             .clone()
             .unwrap();
         assert_eq!(sat.audience.as_deref(), Some("zoptoken-gateway"));
+        assert_eq!(crate::tasks::record::from_pod(&pod_again), Some(a));
     }
 }
