@@ -117,7 +117,7 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
         "--retry-base-seconds",
         "1",
     ];
-    let operator = Operator::start_on(&env, TEST, &op_ns, port, &flags)
+    let mut operator = Operator::start_on(&env, TEST, &op_ns, port, &flags)
         .await
         .unwrap();
     wait_for(
@@ -290,7 +290,12 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     .await;
 
     // A node deleted mid-task: its fragment is reassigned, and the task completes.
-    let moved = submit(&client, &team_b, &task("survivor", 512, 40, 10, &[RTX4090])).await;
+    let moved = submit(
+        &client,
+        &team_b,
+        &task("survivor", 1024, 20, 10, &[RTX4090]),
+    )
+    .await;
     let uid = moved.uid().unwrap();
     let victim = wait_for(
         "a running survivor pod",
@@ -321,6 +326,46 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     assert!(
         attempts.iter().any(|n| !n.ends_with("-0")),
         "no fragment of the deleted node was reassigned: {attempts:?}"
+    );
+
+    // An operator restart in the middle of a task resumes it: nothing lost, nothing
+    // counted twice.
+    let resumed = submit(
+        &client,
+        &team_a,
+        &task("resume-me", 512, 40, 10, &[RTX4090]),
+    )
+    .await;
+    wait_for(
+        "resume-me to start running",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            let t = get(&client, &team_a, "resume-me").await;
+            t.status
+                .filter(|s| s.fragments.running > 0 || s.fragments.completed > 0)
+                .map(drop)
+        },
+    )
+    .await;
+    operator.child.terminate(Duration::from_secs(10));
+    let operator = Operator::start_on(&env, TEST, &op_ns, port, &flags)
+        .await
+        .unwrap();
+    let resumed = wait_phase(
+        &client,
+        &team_a,
+        &resumed.name_any(),
+        TaskPhase::Completed,
+        240,
+    )
+    .await;
+    let s = resumed.status.unwrap();
+    assert_eq!((s.fragments.completed, s.fragments.total), (10, 10));
+    let counted: u64 = s.contributions.iter().map(|c| c.fragments).sum();
+    assert_eq!(
+        counted, 10,
+        "a fragment was counted twice across the restart"
     );
 
     // Deleting a task removes its assignments (the finalizer).

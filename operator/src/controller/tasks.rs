@@ -695,7 +695,7 @@ async fn schedule(
 }
 
 /// Assignment and Pod creates in flight at once.
-const WRITE_CONCURRENCY: usize = 32;
+const WRITE_CONCURRENCY: usize = 128;
 
 /// How long written assignments may stay unseen before the cache is trusted again.
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
