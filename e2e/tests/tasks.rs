@@ -293,7 +293,7 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     let moved = submit(
         &client,
         &team_b,
-        &task("survivor", 1024, 20, 10, &[RTX4090]),
+        &task("survivor", 1024, 100, 10, &[RTX4090]),
     )
     .await;
     let uid = moved.uid().unwrap();
