@@ -184,6 +184,22 @@ pub fn sample(exposition: &str, metric: &str, labels: &[(&str, &str)]) -> Option
     })
 }
 
+/// `kubectl zop group-key ARGS…` in namespace `ns` of the test cluster; its stdout.
+pub fn group_key(env: &Env, ns: &str, args: &[&str]) -> String {
+    let out = Command::new(bin_path("kubectl-zop"))
+        .args(["group-key", "--namespace", ns])
+        .args(args)
+        .env("KUBECONFIG", &env.kubeconfig)
+        .output()
+        .expect("running kubectl-zop");
+    assert!(
+        out.status.success(),
+        "kubectl zop group-key {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `zop-worker agent` with a Group Key, a state directory and a host name.
 pub fn spawn_agent(
     test: &str,

@@ -13,17 +13,16 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use zop_e2e::nodes::{Mix, create_extra_nodes};
-use zop_e2e::operator::{Operator, sample, spawn_agent};
-use zop_e2e::{Env, bin_path, install_crds, wait_for};
+use zop_e2e::operator::{Operator, group_key, sample, spawn_agent};
+use zop_e2e::{Env, install_crds, wait_for};
 use zop_operator::api::{Device, DeviceClass, DevicePhase};
 
 const TEST: &str = "devices";
 const PROVIDER: &str = "dc-e2e";
 const NODES: usize = 200;
-const GRACE_SECONDS: u64 = 6;
+const GRACE_SECONDS: u64 = 10;
 const AGENTS: usize = 3;
 
 fn phase(d: &Device) -> Option<DevicePhase> {
@@ -72,22 +71,6 @@ async fn label_nodes(client: &Client, names: impl Iterator<Item = String>, onboa
         .try_collect::<Vec<_>>()
         .await
         .expect("labelling nodes");
-}
-
-/// `kubectl zop group-key …` on the test cluster; returns stdout.
-fn kubectl_zop(env: &Env, ns: &str, args: &[&str]) -> String {
-    let out = Command::new(bin_path("kubectl-zop"))
-        .args(["group-key", "--namespace", ns])
-        .args(args)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .output()
-        .expect("running kubectl-zop");
-    assert!(
-        out.status.success(),
-        "kubectl zop group-key {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 async fn wait_phase(client: &Client, name: &str, want: DevicePhase, timeout: Duration) -> Device {
@@ -155,7 +138,7 @@ async fn devices_onboard_join_heartbeat_and_survive_restarts() {
     );
 
     // Group Keys through the plugin; the plaintext is printed once and stored hashed.
-    let key = kubectl_zop(
+    let key = group_key(
         &env,
         &ns,
         &["create", "e2e-good", "--provider", "acme", "--quota", "5"],
@@ -171,9 +154,9 @@ async fn devices_onboard_join_heartbeat_and_survive_restarts() {
         !stored_text.contains(&key[4..]),
         "the key is stored in plaintext"
     );
-    let revoked = kubectl_zop(&env, &ns, &["create", "e2e-revoked", "--provider", "acme"]);
-    kubectl_zop(&env, &ns, &["revoke", "e2e-revoked"]);
-    let expired = kubectl_zop(
+    let revoked = group_key(&env, &ns, &["create", "e2e-revoked", "--provider", "acme"]);
+    group_key(&env, &ns, &["revoke", "e2e-revoked"]);
+    let expired = group_key(
         &env,
         &ns,
         &[
@@ -185,7 +168,7 @@ async fn devices_onboard_join_heartbeat_and_survive_restarts() {
             "0",
         ],
     );
-    let listing = kubectl_zop(&env, &ns, &["list"]);
+    let listing = group_key(&env, &ns, &["list"]);
     assert!(listing.contains("e2e-revoked") && listing.contains("revoked"));
 
     // Three agents join and appear Online with their CPU identification.
@@ -343,10 +326,14 @@ async fn devices_onboard_join_heartbeat_and_survive_restarts() {
             before.status.as_ref().unwrap(),
             after[name].status.as_ref().unwrap(),
         );
-        assert_eq!(a.phase, b.phase, "{name} changed phase across the restart");
+        // An agent may miss heartbeats while the gateway is down and go Offline for a
+        // moment (that is the heartbeat grace working); a Node's device may not.
+        if before.spec.source.node.is_some() {
+            assert_eq!(a.phase, b.phase, "{name} changed phase across the restart");
+            assert_eq!(a.online_since, b.online_since, "{name}");
+        }
         assert_eq!(a.identification, b.identification, "{name}");
         assert_eq!(a.benchmark, b.benchmark, "{name}");
-        assert_eq!(a.online_since, b.online_since, "{name}");
         assert!(
             a.online_seconds >= b.online_seconds,
             "{name} lost online time"
@@ -417,6 +404,12 @@ async fn devices_onboard_join_heartbeat_and_survive_restarts() {
     let nodes: Api<Node> = Api::all(client.clone());
     for name in products.keys() {
         let _ = nodes.delete(name, &DeleteParams::default()).await;
+    }
+    // Test hygiene (the operator itself never deletes a Device): later tests must not
+    // see this test's devices as candidates.
+    let devs: Api<Device> = Api::all(client.clone());
+    for name in products.keys().chain(names.iter()) {
+        let _ = devs.delete(name, &DeleteParams::default()).await;
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

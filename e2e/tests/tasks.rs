@@ -13,7 +13,7 @@ use kube::{Api, Client, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use zop_e2e::nodes::{Mix, create_extra_nodes};
-use zop_e2e::operator::Operator;
+use zop_e2e::operator::{Operator, group_key, spawn_agent};
 use zop_e2e::pod_runner::{PodRunner, RunnerOptions};
 use zop_e2e::{Env, free_port, install_crds, wait_for};
 use zop_operator::api::{ComputeTask, Device, DevicePhase, TaskPhase};
@@ -248,7 +248,12 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     assert!(ready.message.contains("gpuModels"), "{}", ready.message);
 
     // Cancelling stops the task and removes its pods.
-    let slow = submit(&client, &team_a, &task("cancel-me", 512, 400, 40, &[H100])).await;
+    let slow = submit(
+        &client,
+        &team_a,
+        &task("cancel-me", 1024, 4000, 40, &[H100]),
+    )
+    .await;
     wait_for(
         "the slow task's pods",
         Duration::from_secs(60),
@@ -333,7 +338,7 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     let resumed = submit(
         &client,
         &team_a,
-        &task("resume-me", 512, 40, 10, &[RTX4090]),
+        &task("resume-me", 1024, 40, 10, &[RTX4090]),
     )
     .await;
     wait_for(
@@ -368,6 +373,47 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
         "a fragment was counted twice across the restart"
     );
 
+    // An agent (the real `zop-worker agent`, joined with a Group Key) pulls its
+    // assignment from the gateway and executes a compute-proof task on this machine's CPU.
+    let key = group_key(
+        &env,
+        &op_ns,
+        &["create", "tasks-key", "--provider", "carol"],
+    );
+    let dir = std::env::temp_dir().join(format!("zop-tasks-agent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = operator.write_ca(&dir).unwrap();
+    let mut agent = spawn_agent(
+        TEST,
+        &operator.gateway,
+        &ca,
+        key.trim(),
+        &dir.join("state"),
+        "cpu-box",
+    )
+    .unwrap();
+    let on_cpu: ComputeTask = serde_json::from_value(serde_json::json!({
+        "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
+        "metadata": { "name": "on-agent" },
+        "spec": {
+            "type": "compute-proof",
+            "computeProof": { "dimension": 128, "products": 8, "seed": 3 },
+            "fragments": { "count": 4 },
+            "requirements": { "deviceClass": "cpu" },
+        },
+    }))
+    .unwrap();
+    submit(&client, &team_a, &on_cpu).await;
+    let ran = wait_phase(&client, &team_a, "on-agent", TaskPhase::Completed, 180).await;
+    let rows = ran.status.unwrap().contributions;
+    assert!(
+        rows.iter()
+            .any(|r| r.device == "agent-carol-cpu-box" && r.fragments > 0),
+        "the agent did not execute the task: {rows:?}"
+    );
+    agent.terminate(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
+
     // Deleting a task removes its assignments (the finalizer).
     Api::<ComputeTask>::namespaced(client.clone(), &team_b)
         .delete("survivor", &DeleteParams::default())
@@ -397,7 +443,12 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
         stats.started
     );
     let nodes: Api<Node> = Api::all(client.clone());
+    let devices: Api<Device> = Api::all(client.clone());
     for name in products.keys() {
         let _ = nodes.delete(name, &DeleteParams::default()).await;
+        let _ = devices.delete(name, &DeleteParams::default()).await;
     }
+    let _ = devices
+        .delete("agent-carol-cpu-box", &DeleteParams::default())
+        .await;
 }
