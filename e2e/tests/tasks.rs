@@ -248,12 +248,7 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     assert!(ready.message.contains("gpuModels"), "{}", ready.message);
 
     // Cancelling stops the task and removes its pods.
-    let slow = submit(
-        &client,
-        &team_a,
-        &task("cancel-me", 1024, 4000, 40, &[H100]),
-    )
-    .await;
+    let slow = submit(&client, &team_a, &task("cancel-me", 1024, 800, 8, &[H100])).await;
     wait_for(
         "the slow task's pods",
         Duration::from_secs(60),

@@ -261,6 +261,32 @@ fn lost_because(ctx: &Ctx, a: &Assignment, now: i64) -> Option<&'static str> {
     None
 }
 
+/// Records a lost assignment and stops its Pod; an Event says why unless the task ended.
+async fn end_assignment(
+    ctx: &Ctx,
+    task: &ComputeTask,
+    a: Assignment,
+    version: Option<String>,
+    why: String,
+    ended: bool,
+) -> Result<(), Error> {
+    write_assignment(ctx, &a, version).await?;
+    delete_pod(
+        ctx,
+        &a.task_namespace,
+        &record::name(&a.task_uid, a.start, a.attempt),
+    )
+    .await;
+    if !ended {
+        let note = format!(
+            "fragments {}..{} on {} lost ({why}); unfinished ones are reassigned",
+            a.start, a.end, a.device
+        );
+        event(ctx, task, EventType::Warning, "Reassigned", note).await;
+    }
+    Ok(())
+}
+
 async fn write_assignment(ctx: &Ctx, a: &Assignment, version: Option<String>) -> Result<(), Error> {
     let mut cm = record::to_config_map(&ctx.config.namespace, a)
         .map_err(|e| Error::Invalid(e.to_string()))?;
@@ -297,6 +323,7 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
     }
     let now = now_ms();
     let cancelled = task.spec.cancel || status.phase.is_terminal();
+    let mut losses: Vec<(Assignment, Option<String>, String)> = Vec::new();
     for (a, version) in &mut seen {
         if !matches!(a.state, State::Pending | State::Running) {
             continue;
@@ -308,23 +335,16 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
         };
         if let Some(why) = why {
             a.lose(now);
-            write_assignment(ctx, a, version.clone()).await?;
-            if !cancelled {
-                event(
-                    ctx,
-                    task,
-                    EventType::Warning,
-                    "Reassigned",
-                    format!(
-                        "fragments {}..{} on {} lost ({why}); unfinished ones are reassigned",
-                        a.start, a.end, a.device
-                    ),
-                )
-                .await;
-            }
-            delete_pod(ctx, &ns, &record::name(&a.task_uid, a.start, a.attempt)).await;
+            losses.push((a.clone(), version.clone(), why.to_string()));
         }
     }
+    // A cancel can end hundreds of assignments at once: record and stop them in parallel.
+    let written: Vec<Result<(), Error>> = futures::stream::iter(losses)
+        .map(|(a, version, why)| end_assignment(ctx, task, a, version, why, cancelled))
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .collect()
+        .await;
+    written.into_iter().collect::<Result<Vec<()>, Error>>()?;
     let assignments: Vec<Assignment> = seen.into_iter().map(|(a, _)| a).collect();
     let batch = batch_size_for(slicing.fragments(), ctx.config.max_assignments);
     let plan = plan(&slicing, &assignments, batch, &ctx.config.retry);
