@@ -95,6 +95,13 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     };
     let client = env.client.clone();
     install_crds(&client).await.expect("CRDs install");
+    // One operator serves the whole cluster: tasks other tests left (the API examples,
+    // some of them hours of work) would compete for the same simulated nodes.
+    let everywhere: Api<ComputeTask> = Api::all(client.clone());
+    for t in everywhere.list(&ListParams::default()).await.unwrap().items {
+        let api = Api::<ComputeTask>::namespaced(client.clone(), &t.namespace().unwrap());
+        let _ = api.delete(&t.name_any(), &DeleteParams::default()).await;
+    }
     let op_ns = env.test_namespace("zop-tasks").await.unwrap();
     let team_a = env.test_namespace("team-a").await.unwrap();
     let team_b = env.test_namespace("team-b").await.unwrap();
