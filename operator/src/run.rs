@@ -152,12 +152,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .await?;
     let task_config = args.task_config(pem.cert.clone());
+    // One Device cache for the gateway and the task controller; the device controller
+    // keeps its own inside its Controller.
+    let device_cache = controller::spawn_store(
+        kube::Api::<crate::api::Device>::all(client.clone()),
+        kube::runtime::watcher::Config::default(),
+    );
     // The gateway runs beside the controllers on the leader: it reads the Device store
     // the controller's reflector fills, and its writes must not race another replica's.
     let gateway = tokio::spawn(gateway::serve(
         client.clone(),
         gateway_config,
         gateway_metrics,
+        pem,
+        device_cache.clone(),
         stopped(stop_rx.clone()),
     ));
     let gateway_abort = gateway.abort_handle();
@@ -186,6 +194,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller::tasks::run(
             client.clone(),
             task_config,
+            device_cache,
             task_metrics,
             stopped(stop_rx.clone()),
         ),

@@ -109,15 +109,10 @@ impl GatewayClient {
             req = req.query(&[("assignment", a)]);
         }
         let resp = req.send().await?;
-        let status = resp.status();
-        if status == StatusCode::NO_CONTENT {
+        if resp.status() == StatusCode::NO_CONTENT {
             return Ok(None);
         }
-        if status.is_success() {
-            return Ok(Some(resp.json().await?));
-        }
-        let bytes = resp.bytes().await?;
-        Err(refusal(status, &bytes))
+        decode(resp).await.map(Some)
     }
 
     /// Reports fragment results.
@@ -142,13 +137,18 @@ impl GatewayClient {
             .json(body)
             .send()
             .await?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp.json().await?);
-        }
-        let bytes = resp.bytes().await?;
-        Err(refusal(status, &bytes))
+        decode(resp).await
     }
+}
+
+/// A success body as `R`, or the refusal the error body describes.
+async fn decode<R: DeserializeOwned>(resp: reqwest::Response) -> Result<R, GatewayError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp.json().await?);
+    }
+    let bytes = resp.bytes().await?;
+    Err(refusal(status, &bytes))
 }
 
 /// The error a non-success response stands for; a body that is not the gateway's JSON

@@ -74,13 +74,10 @@ struct Ctx {
 pub async fn run(
     client: Client,
     config: TaskConfig,
+    devices: Store<Device>,
     metrics: TaskMetrics,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let devices = spawn_store(
-        Api::<Device>::all(client.clone()),
-        watcher::Config::default(),
-    );
     let worker_pods = watcher::Config::default().labels("app.kubernetes.io/name=zop-worker");
     let assignment_cms = watcher::Config::default().labels(&format!("{}=true", labels::ASSIGNMENT));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &config.namespace);
@@ -582,7 +579,7 @@ async fn schedule(
             .running
             .max(running.get(d.name.as_str()).copied().unwrap_or(0));
     }
-    let mut queued = vec![queued(task, own)];
+    let mut queued = vec![queued_of(task, own.clone())];
     for other in ctx.tasks.state() {
         let other_uid = other.uid().unwrap_or_default();
         let active =
@@ -726,10 +723,6 @@ fn ignore_exists<T>(r: Result<T, kube::Error>) -> Result<(), Error> {
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
     }
-}
-
-fn queued(task: &ComputeTask, plan: &TaskPlan) -> QueuedTask {
-    queued_of(task, plan.clone())
 }
 
 fn queued_of(task: &ComputeTask, plan: TaskPlan) -> QueuedTask {

@@ -147,31 +147,23 @@ async fn timed(State(state): State<Arc<GatewayState>>, req: Request, next: Next)
     resp
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves `pem` (from [`tls::load_or_create`]) until `shutdown` resolves, over a shared
+/// Device cache.
 pub async fn serve(
     client: Client,
     config: GatewayConfig,
     metrics: GatewayMetrics,
+    pem: tls::CertPem,
+    devices: Store<Device>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
-    let devices = crate::controller::spawn_store(
-        Api::<Device>::all(client.clone()),
-        watcher::Config::default(),
-    );
     let keys = crate::controller::spawn_store(
         secrets.clone(),
         watcher::Config::default().labels(&format!("{}=true", labels::GROUP_KEY)),
     );
     let tokens =
         crate::controller::spawn_store(secrets, watcher::Config::default().labels(labels::DEVICE));
-    let pem = tls::load_or_create(
-        &client,
-        &config.namespace,
-        &config.tls_secret,
-        &config.dns_names,
-    )
-    .await?;
     let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls::server_config(&pem)?);
     tracing::debug!("gateway: waiting for the Group Key and token caches");
     let _ = keys.wait_until_ready().await;
