@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real control-plane tools from their published Go modules (and
-# Prometheus from Debian's package) into a cache outside the repository,
-# keyed by version: a second run builds nothing.
+# Prometheus from Debian's package, NVRTC from NVIDIA's Python wheel) into a
+# cache outside the repository, keyed by version: a second run builds nothing.
 #
 #   e2e/scripts/tools.sh build   build whatever is missing
 #   e2e/scripts/tools.sh env     print shell exports naming every binary
@@ -14,12 +14,16 @@ K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.21.4
+# NVRTC compiles kernels/cuda/*.cu to PTX with no GPU: the kernels' tests check
+# that the CUDA sources compile on every machine.
+NVRTC_VERSION=12.9.86
 
 k8s_dir=$cache/kubernetes-$K8S_VERSION
 etcd_dir=$cache/etcd-$ETCD_VERSION
 kwok_dir=$cache/kwok-$KWOK_VERSION
 helm_dir=$cache/helm-$HELM_VERSION
 prom_dir=$cache/prometheus-debian
+nvrtc_dir=$cache/nvrtc-$NVRTC_VERSION
 
 die() { echo "tools: $*" >&2; exit 1; }
 
@@ -87,6 +91,23 @@ build_prometheus() {
   rm -rf "$prom_dir" "$tmp" && mv "$prom_dir.partial" "$prom_dir"
 }
 
+# NVIDIA's nvidia-cuda-nvrtc-cu12 wheel from PyPI, unzipped; only the two
+# libraries NVRTC needs are kept.
+build_nvrtc() {
+  [ -e "$nvrtc_dir/libnvrtc.so.12" ] && return
+  command -v python3 >/dev/null || die "python3 is missing: it fetches the NVRTC wheel"
+  local tmp; tmp=$(mktemp -d)
+  echo "tools: fetching NVRTC $NVRTC_VERSION (nvidia-cuda-nvrtc-cu12 wheel)" >&2
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" \
+      "nvidia-cuda-nvrtc-cu12==$NVRTC_VERSION" \
+    || die "pip download nvidia-cuda-nvrtc-cu12==$NVRTC_VERSION failed: check the PyPI mirror"
+  python3 -m zipfile -e "$tmp"/nvidia_cuda_nvrtc_cu12-*.whl "$tmp/whl"
+  mkdir -p "$nvrtc_dir.partial"
+  cp "$tmp/whl/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" \
+     "$tmp"/whl/nvidia/cuda_nvrtc/lib/libnvrtc-builtins.so.* "$nvrtc_dir.partial/"
+  rm -rf "$nvrtc_dir" "$tmp" && mv "$nvrtc_dir.partial" "$nvrtc_dir"
+}
+
 cmd_env() {
   cat <<ENV
 export ZOP_K8S_VERSION=$K8S_VERSION
@@ -99,13 +120,14 @@ export ZOP_KWOK=$kwok_dir/kwok
 export ZOP_KWOKCTL=$kwok_dir/kwokctl
 export ZOP_HELM=$helm_dir/helm
 export ZOP_PROMETHEUS=$prom_dir/prometheus
+export LD_LIBRARY_PATH=$nvrtc_dir\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}
 ENV
 }
 
 case ${1:-build} in
   build)
     mkdir -p "$cache"
-    build_etcd; build_kwok; build_helm; build_prometheus; build_kubernetes
+    build_etcd; build_kwok; build_helm; build_prometheus; build_nvrtc; build_kubernetes
     ;;
   env) cmd_env ;;
   *) die "usage: $0 build|env" ;;

@@ -12,26 +12,12 @@
 //   order, the order of the CPU loop, so the result is identical, not merely close.
 //
 // Launch order: class_means, then generate_shard, then softmax_residuals, then gradient.
-// Not launched from Rust yet: gpu/launch.rs, the one module allowed unsafe code, will
-// load this through NVRTC.
+// Compiled after prelude.cuh (types and SplitMix64). Not launched from Rust yet; the
+// kernels crate's tests compile it with NVRTC.
 
-typedef unsigned long long u64;
-typedef unsigned int u32;
-
-#define GAMMA 0x9E3779B97F4A7C15ULL
 #define STREAM_CLASS_MEANS 3ULL
 #define STREAM_LABELS 4ULL
 #define STREAM_NOISE 5ULL
-
-__device__ __forceinline__ u64 mix(u64 z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-__device__ __forceinline__ u64 stream_key(u64 seed, u64 stream) { return mix(seed ^ mix(stream)); }
-
-__device__ __forceinline__ u64 word(u64 key, u64 index) { return mix(key + (index + 1ULL) * GAMMA); }
 
 // Top 24 bits as a fraction in [0, 1): exact.
 __device__ __forceinline__ float unit_f32(u64 w) {

@@ -1,10 +1,50 @@
-//! Runtime GPU detection through the CUDA driver (cudarc, loaded dynamically): what
-//! GPUs this machine has, for identification. Finding no driver or no GPU is a normal
-//! outcome, never a panic; the binary builds and runs without CUDA installed.
+//! The GPU side of the kernels, through cudarc with every CUDA library loaded at run
+//! time: detection (what GPUs this machine has, for identification), the CUDA sources
+//! and their NVRTC compilation ([`source`]), and the GPU fragment paths
+//! ([`compute_proof`]). Finding no driver, no library or no GPU is a normal outcome,
+//! never a panic; the binary builds and runs without CUDA installed.
 
+pub mod compute_proof;
 mod launch;
+pub mod source;
 
-use std::panic::catch_unwind;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Why the GPU path could not run. The caller falls back to the CPU path.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    /// A library or device is missing.
+    #[error("GPU path unavailable: {0}")]
+    Unavailable(&'static str),
+    /// The CUDA driver refused a call.
+    #[error("CUDA driver: {0:?}")]
+    Driver(#[from] cudarc::driver::DriverError),
+    /// cuBLAS refused a call.
+    #[error("cuBLAS: {0:?}")]
+    Blas(#[from] cudarc::cublas::result::CublasError),
+    /// NVRTC could not compile a source.
+    #[error("NVRTC: {0}")]
+    Compile(String),
+    /// A buffer does not have the size its kernel needs.
+    #[error("{0}")]
+    Shape(String),
+    /// The fragment needs more device memory than is free.
+    #[error("the fragment needs {needed} bytes of GPU memory; {free} are free")]
+    Memory {
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
+    /// cudarc panicked (a library without a symbol it expects).
+    #[error("a CUDA library call panicked")]
+    Panicked,
+}
+
+/// Runs `f`, turning a cudarc panic (a CUDA library missing a symbol) into an error.
+pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, GpuError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|_| GpuError::Panicked)
+}
 
 /// One GPU as the CUDA driver reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

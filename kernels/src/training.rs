@@ -43,9 +43,6 @@ pub use synthetic::{DataSet, Shard};
 use crate::merkle::Hash;
 use sha2::{Digest, Sha256};
 
-/// The CUDA source of the gradient kernels (see the module docs).
-pub const CUDA_SOURCE: &str = include_str!("../cuda/training.cu");
-
 /// `2²⁰`: gradient entries are committed as `round(g · GRADIENT_SCALE)`.
 pub const GRADIENT_SCALE: f32 = 1_048_576.0;
 /// Largest learning rate accepted (the task API's bound).

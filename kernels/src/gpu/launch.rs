@@ -1,21 +1,46 @@
-//! The one module that calls the CUDA driver directly, and later launches kernels.
-#![allow(unsafe_code)]
-//! Unsafe is allowed here because cudarc exposes these driver calls only as `unsafe fn`:
-//! probing whether libcuda can be loaded, the driver's CUDA version, and per-device
-//! queries that need no context. Querying without a context matters: it costs no VRAM
-//! and works while another process holds the GPU in exclusive-process mode, which
-//! `CudaContext::new` would not.
+//! The one module with unsafe code: it calls the CUDA driver directly and launches the
+//! kernels of `kernels/cuda/` and cuBLAS. cudarc exposes these only as `unsafe fn`:
+//! probing whether a CUDA library can be loaded, the driver's CUDA version, per-device
+//! queries that need no context, kernel launches (whose argument lists the compiler
+//! cannot check against the CUDA signature) and `cublasGemmEx`.
 //!
-//! Every function here returns errors instead of panicking, except where cudarc itself
-//! panics on a missing driver symbol; the caller ([`super::try_detect`]) catches that.
+//! Querying devices without a context matters: it costs no VRAM and works while another
+//! process holds the GPU in exclusive-process mode, which `CudaContext::new` would not.
+//!
+//! Every launch checks the buffer lengths its kernel will touch before launching, so no
+//! caller can make a kernel read or write out of bounds. Errors are returned, never
+//! panicked, except where cudarc itself panics on a missing library symbol; callers
+//! wrap those calls in [`super::guard`].
+#![allow(unsafe_code)]
 
-use cudarc::driver::{DriverError, result, sys};
+use super::GpuError;
+use cudarc::cublas::{CudaBlas, result as blas, sys as blas_sys};
+use cudarc::driver::{
+    CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError, LaunchConfig,
+    PushKernelArg, result, sys,
+};
+use std::ffi::c_void;
+
+/// Threads per block of every kernel here.
+const BLOCK: u32 = 256;
 
 /// Whether the CUDA driver library (libcuda) can be loaded. cudarc panics on the first
 /// driver call when it cannot, so this gates every other function in this module.
 pub(super) fn driver_library_present() -> bool {
     // SAFETY: only attempts to dlopen the candidate library names and closes them again.
     unsafe { sys::is_culib_present() }
+}
+
+/// Whether the NVRTC library can be loaded.
+pub(super) fn nvrtc_library_present() -> bool {
+    // SAFETY: only attempts to dlopen the candidate library names and closes them again.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// Whether the cuBLAS library can be loaded.
+pub(super) fn cublas_library_present() -> bool {
+    // SAFETY: as above.
+    unsafe { blas_sys::is_culib_present() }
 }
 
 /// The CUDA version the driver supports, encoded as `1000 · major + 10 · minor`.
@@ -55,4 +80,140 @@ pub(super) fn device(ordinal: i32) -> Result<RawDevice, DriverError> {
         cc_minor: attribute(A::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
         sm_count: attribute(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
     })
+}
+
+/// Enough blocks of [`BLOCK`] threads for `threads` threads, capped at the grid limit
+/// (the kernels loop with a grid stride where one thread may get several items).
+fn grid(threads: u64) -> LaunchConfig {
+    let blocks = threads
+        .div_ceil(u64::from(BLOCK))
+        .clamp(1, u64::from(i32::MAX as u32));
+    LaunchConfig {
+        grid_dim: (blocks as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+fn need(what: &str, len: usize, at_least: u64) -> Result<(), GpuError> {
+    if (len as u64) < at_least {
+        return Err(GpuError::Shape(format!(
+            "{what} holds {len} elements, the kernel needs {at_least}"
+        )));
+    }
+    Ok(())
+}
+
+/// `fill_i8(key, n, transpose, out)`: the `n²` int8 elements of the stream `key`.
+pub(super) fn fill_i8(
+    stream: &CudaStream,
+    f: &CudaFunction,
+    key: u64,
+    n: u32,
+    transpose: bool,
+    out: &mut CudaSlice<i8>,
+) -> Result<(), GpuError> {
+    let len = u64::from(n) * u64::from(n);
+    need("the operand", out.len(), len)?;
+    let transpose = u32::from(transpose);
+    let mut b = stream.launch_builder(f);
+    b.arg(&key).arg(&n).arg(&transpose).arg(out);
+    // SAFETY: the arguments match `fill_i8(u64, u32, u32, signed char*)` in
+    // compute_proof.cu, and `out` holds the n² elements it writes (checked above).
+    unsafe { b.launch(grid(len.div_ceil(8).min(1 << 22))) }?;
+    Ok(())
+}
+
+/// `row_digests(c, n, tree)`: the `n` row digests of the `n×n` product `c`, as leaves
+/// `0..n` of `tree`.
+pub(super) fn row_digests(
+    stream: &CudaStream,
+    f: &CudaFunction,
+    c: &CudaSlice<i32>,
+    n: u32,
+    tree: &mut CudaSlice<u8>,
+) -> Result<(), GpuError> {
+    need("the product", c.len(), u64::from(n) * u64::from(n))?;
+    need("the tree", tree.len(), 32 * u64::from(n))?;
+    let mut b = stream.launch_builder(f);
+    b.arg(c).arg(&n).arg(tree);
+    // SAFETY: the arguments match `row_digests(const int*, u32, u8*)`; it reads n² ints
+    // of `c` and writes 32·n bytes of `tree`, both checked above.
+    unsafe { b.launch(grid(u64::from(n))) }?;
+    Ok(())
+}
+
+/// `merkle_level(tree, first, count)`: hashes nodes `first..first + count` of `tree`
+/// into the `ceil(count / 2)` nodes after them.
+pub(super) fn merkle_level(
+    stream: &CudaStream,
+    f: &CudaFunction,
+    tree: &mut CudaSlice<u8>,
+    first: u64,
+    count: u32,
+) -> Result<(), GpuError> {
+    let parents = u64::from(count).div_ceil(2);
+    need(
+        "the tree",
+        tree.len(),
+        32 * (first + u64::from(count) + parents),
+    )?;
+    let mut b = stream.launch_builder(f);
+    b.arg(tree).arg(&first).arg(&count);
+    // SAFETY: the arguments match `merkle_level(u8*, u64, u32)`; it touches nodes
+    // `first..first + count + parents`, within `tree` (checked above).
+    unsafe { b.launch(grid(parents)) }?;
+    Ok(())
+}
+
+/// `C = A·B` for `n×n` int8 operands with int32 accumulation, row-major, from `A` and
+/// the buffer `bt` holding `Bᵀ` row-major. cuBLAS is column-major, and a row-major `X`
+/// is its column-major `Xᵀ`: it computes `Cᵀ = Bᵀ·Aᵀ` in its "TN" form, reading `bt`
+/// transposed and `a` as is, and the column-major `Cᵀ` it writes is `C` row-major.
+pub(super) fn gemm_i8(
+    blas: &CudaBlas,
+    n: u32,
+    a: &CudaSlice<i8>,
+    bt: &CudaSlice<i8>,
+    c: &mut CudaSlice<i32>,
+) -> Result<(), GpuError> {
+    let len = u64::from(n) * u64::from(n);
+    need("A", a.len(), len)?;
+    need("Bt", bt.len(), len)?;
+    need("C", c.len(), len)?;
+    let ld =
+        i32::try_from(n).map_err(|_| GpuError::Shape(format!("n = {n} exceeds cuBLAS's int")))?;
+    let stream = c.stream().clone();
+    let (a_ptr, _a_sync) = a.device_ptr(&stream);
+    let (bt_ptr, _bt_sync) = bt.device_ptr(&stream);
+    let (c_ptr, _c_sync) = c.device_ptr_mut(&stream);
+    let (alpha, beta) = (1i32, 0i32);
+    // SAFETY: all three buffers hold n² elements (checked above) and live until the
+    // sync guards drop after the call is queued; alpha and beta are i32, as
+    // CUBLAS_COMPUTE_32I requires, and outlive the call (host pointer mode: cuBLAS reads
+    // them before returning).
+    unsafe {
+        blas::gemm_ex(
+            *blas.handle(),
+            blas_sys::cublasOperation_t::CUBLAS_OP_T,
+            blas_sys::cublasOperation_t::CUBLAS_OP_N,
+            ld,
+            ld,
+            ld,
+            (&raw const alpha).cast::<c_void>(),
+            bt_ptr as *const c_void,
+            blas_sys::cudaDataType_t::CUDA_R_8I,
+            ld,
+            a_ptr as *const c_void,
+            blas_sys::cudaDataType_t::CUDA_R_8I,
+            ld,
+            (&raw const beta).cast::<c_void>(),
+            c_ptr as *mut c_void,
+            blas_sys::cudaDataType_t::CUDA_R_32I,
+            ld,
+            blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32I,
+            blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+        )
+    }?;
+    Ok(())
 }
