@@ -200,7 +200,8 @@ pub fn group_key(env: &Env, ns: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `zop-worker agent` with a Group Key, a state directory and a host name.
+/// `zop-worker agent` with a Group Key, a state directory and a host name, serving its
+/// metrics on `127.0.0.1:metrics_port` when one is given.
 pub fn spawn_agent(
     test: &str,
     gateway: &str,
@@ -208,21 +209,24 @@ pub fn spawn_agent(
     key: &str,
     state_dir: &Path,
     hostname: &str,
+    metrics_port: Option<u16>,
 ) -> anyhow::Result<ChildGuard> {
     let (out, err) = log_file(&log_dir(test).join(format!("agent-{hostname}.log")))?;
-    ChildGuard::spawn(
-        Command::new(bin_path("zop-worker"))
-            .arg("agent")
-            .args(["--gateway", gateway])
-            .arg("--ca-cert")
-            .arg(ca)
-            .arg("--state-dir")
-            .arg(state_dir)
-            .args(["--hostname", hostname, "--bench-ms", "300"])
-            .env("ZOP_GROUP_KEY", key)
-            .stdout(out)
-            .stderr(err),
-    )
+    let mut cmd = Command::new(bin_path("zop-worker"));
+    cmd.arg("agent")
+        .args(["--gateway", gateway])
+        .arg("--ca-cert")
+        .arg(ca)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(["--hostname", hostname, "--bench-ms", "300"])
+        .env("ZOP_GROUP_KEY", key)
+        .stdout(out)
+        .stderr(err);
+    if let Some(port) = metrics_port {
+        cmd.args(["--metrics-bind", &format!("127.0.0.1:{port}")]);
+    }
+    ChildGuard::spawn(&mut cmd)
 }
 
 #[cfg(test)]

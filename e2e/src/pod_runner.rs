@@ -74,6 +74,10 @@ pub struct RunnerOptions {
     pub work_dir: Option<PathBuf>,
     /// Host environment variables passed through to every process; nothing else is.
     pub pass_env: Vec<String>,
+    /// Set last, over the container's own values. Every process shares this host's
+    /// network, so an address a pod binds inside its own network namespace (the
+    /// worker's metrics port) must be replaced by one that cannot collide.
+    pub override_env: BTreeMap<String, String>,
     /// How long processes get between SIGTERM and SIGKILL when the runner stops.
     pub shutdown_grace: Duration,
 }
@@ -86,6 +90,10 @@ impl Default for RunnerOptions {
             log_dir: default_log_dir(),
             work_dir: None,
             pass_env: vec!["PATH".to_string(), "HOME".to_string()],
+            override_env: BTreeMap::from([(
+                "ZOP_METRICS_BIND".to_string(),
+                "127.0.0.1:0".to_string(),
+            )]),
             shutdown_grace: Duration::from_secs(5),
         }
     }
@@ -842,6 +850,9 @@ async fn prepare(shared: &Shared, pod: &Pod, pod_dir: &Path) -> Result<Prepared,
     }
     for (k, v) in &container_env {
         env.insert(k.clone(), rewrite(v, &mounts));
+    }
+    for (k, v) in &shared.opts.override_env {
+        env.insert(k.clone(), v.clone());
     }
 
     let argv: Vec<String> = container

@@ -178,7 +178,16 @@ async fn devices_onboard_join_heartbeat_and_survive_restarts() {
     for i in 0..AGENTS {
         let host = format!("e2e-agent-{i}");
         agents.push(
-            spawn_agent(TEST, &operator.gateway, &ca, &key, &dir.join(&host), &host).unwrap(),
+            spawn_agent(
+                TEST,
+                &operator.gateway,
+                &ca,
+                &key,
+                &dir.join(&host),
+                &host,
+                None,
+            )
+            .unwrap(),
         );
     }
     let names: Vec<String> = (0..AGENTS)
@@ -209,8 +218,16 @@ async fn devices_onboard_join_heartbeat_and_survive_restarts() {
         (expired.trim(), "KeyExpired"),
     ] {
         let host = format!("e2e-bad-{}", reason.to_lowercase());
-        let mut agent =
-            spawn_agent(TEST, &operator.gateway, &ca, bad, &dir.join(&host), &host).unwrap();
+        let mut agent = spawn_agent(
+            TEST,
+            &operator.gateway,
+            &ca,
+            bad,
+            &dir.join(&host),
+            &host,
+            None,
+        )
+        .unwrap();
         let status = wait_for(
             &format!("the agent with a {reason} key to exit"),
             Duration::from_secs(30),
@@ -277,6 +294,7 @@ async fn devices_onboard_join_heartbeat_and_survive_restarts() {
         &key,
         &dir.join("e2e-agent-0"),
         "e2e-agent-0",
+        None,
     )
     .unwrap();
     wait_phase(

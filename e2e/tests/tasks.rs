@@ -13,7 +13,7 @@ use kube::{Api, Client, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use zop_e2e::nodes::{Mix, create_extra_nodes};
-use zop_e2e::operator::{Operator, group_key, spawn_agent};
+use zop_e2e::operator::{Operator, group_key, sample, spawn_agent};
 use zop_e2e::pod_runner::{PodRunner, RunnerOptions};
 use zop_e2e::{Env, free_port, install_crds, wait_for};
 use zop_operator::api::{ComputeTask, Device, DevicePhase, TaskPhase};
@@ -385,6 +385,7 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     let dir = std::env::temp_dir().join(format!("zop-tasks-agent-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = operator.write_ca(&dir).unwrap();
+    let metrics_port = free_port();
     let mut agent = spawn_agent(
         TEST,
         &operator.gateway,
@@ -392,6 +393,7 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
         key.trim(),
         &dir.join("state"),
         "cpu-box",
+        Some(metrics_port),
     )
     .unwrap();
     let on_cpu: ComputeTask = serde_json::from_value(serde_json::json!({
@@ -413,6 +415,45 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
             .any(|r| r.device == "agent-carol-cpu-box" && r.fragments > 0),
         "the agent did not execute the task: {rows:?}"
     );
+    // Its own metrics endpoint counts what it executed.
+    let executed: u64 = rows
+        .iter()
+        .filter(|r| r.device == "agent-carol-cpu-box")
+        .map(|r| r.fragments)
+        .sum();
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let completed = ["cpu", "gpu"]
+        .iter()
+        .filter_map(|d| {
+            sample(
+                &text,
+                "zop_worker_fragments_total",
+                &[
+                    ("kind", "computeProof"),
+                    ("device", d),
+                    ("outcome", "completed"),
+                ],
+            )
+        })
+        .sum::<f64>();
+    assert!(
+        completed >= executed as f64,
+        "the agent's metrics count {completed} fragments, the task {executed}:\n{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "zop_worker_work_units_total",
+            &[("kind", "computeProof")]
+        )
+        .is_some()
+    );
+    assert!(text.contains("zop_worker_kernel_ops_per_second"));
     agent.terminate(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&dir);
 

@@ -23,6 +23,7 @@
 //! chunk leaves ([`crate::data`]).
 
 mod cpu;
+pub mod executor;
 pub mod slicing;
 
 pub use slicing::{Granularity, MAX_FRAGMENTS};
@@ -316,14 +317,7 @@ pub fn execute_range(
     kind: &FragmentKind,
     items: Range<u64>,
 ) -> Result<FragmentOutput, FragmentError> {
-    let total = kind.items()?;
-    if items.start >= items.end || items.end > total {
-        return Err(FragmentError::Range {
-            start: items.start,
-            end: items.end,
-            items: total,
-        });
-    }
+    check_range(kind, &items)?;
     let range = items;
     match *kind {
         FragmentKind::ComputeProof {
@@ -362,6 +356,19 @@ pub fn execute_range(
             ..
         } => cpu::data_cpu(operation, chunk_size, seed, range),
     }
+}
+
+/// Refuses a range that is empty or runs past the task's last item.
+fn check_range(kind: &FragmentKind, items: &Range<u64>) -> Result<(), FragmentError> {
+    let total = kind.items()?;
+    if items.start >= items.end || items.end > total {
+        return Err(FragmentError::Range {
+            start: items.start,
+            end: items.end,
+            items: total,
+        });
+    }
+    Ok(())
 }
 
 /// Lowercase hex of a digest.

@@ -3,6 +3,9 @@
 //! (phases, classes, reasons), never object names.
 
 use crate::api::Device;
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -10,6 +13,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
 
 /// A registry with the `zop` prefix.
 pub fn registry() -> Registry {
@@ -70,6 +76,43 @@ pub fn render(registry: &Registry) -> String {
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, registry);
     out
+}
+
+/// Serves `/metrics` (the registry, OpenMetrics text) and `/healthz` on `bind` until
+/// `stop` turns true. Shared by the operator and the worker.
+pub async fn serve(
+    bind: SocketAddr,
+    registry: Arc<prometheus_client::registry::Registry>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        render(&registry),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding the metrics endpoint to {bind}: is the port in use?"))?;
+    // The bound address, not `bind`: with port 0 the system picks the port.
+    let bound = listener.local_addr().unwrap_or(bind);
+    tracing::info!(bind = %bound, "metrics and health endpoints listening");
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(crate::run::stopped(stop))
+            .await;
+    }))
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@ use crate::scheduler::cycle::RetryPolicy;
 use crate::tasks::lifecycle::Limits;
 use crate::tasks::worker_pod::PodTemplate;
 use anyhow::Context;
-use axum::Router;
-use axum::routing::get;
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use std::net::SocketAddr;
@@ -136,7 +134,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let gateway_metrics = GatewayMetrics::new(&mut registry);
     let task_metrics = TaskMetrics::new(&mut registry);
     let registry = Arc::new(registry);
-    let http = serve_http(args.metrics_bind, registry.clone(), stop_rx.clone()).await?;
+    let http = metrics::serve(args.metrics_bind, registry.clone(), stop_rx.clone()).await?;
 
     if args.leader_election {
         wait_for_leadership(&client, &args, stop_tx.clone()).await?;
@@ -227,39 +225,6 @@ async fn stop_on_signal(tx: watch::Sender<bool>) {
     }
     tracing::info!("stopping");
     let _ = tx.send(true);
-}
-
-async fn serve_http(
-    bind: SocketAddr,
-    registry: Arc<prometheus_client::registry::Registry>,
-    stop: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let registry = registry.clone();
-                async move {
-                    (
-                        [(
-                            "content-type",
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics::render(&registry),
-                    )
-                }
-            }),
-        )
-        .route("/healthz", get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("binding the metrics endpoint to {bind}: is the port in use?"))?;
-    tracing::info!(%bind, "metrics and health endpoints listening");
-    Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped(stop))
-            .await;
-    }))
 }
 
 /// Blocks until this replica holds the Lease; on a later loss, requests a stop so the

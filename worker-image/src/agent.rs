@@ -5,6 +5,7 @@
 
 use crate::bench::{self, BenchConfig};
 use crate::client::{GatewayClient, GatewayError};
+use crate::engine::{Engine, EngineArgs};
 use crate::probe;
 use crate::work::{self, Outcome};
 use anyhow::Context;
@@ -38,6 +39,9 @@ pub struct AgentArgs {
     /// Benchmark duration in milliseconds when the hardware is new to this agent.
     #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub bench_ms: u64,
+    /// Device and metrics options.
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// What survives a restart.
@@ -154,10 +158,13 @@ pub async fn run(args: AgentArgs, shutdown: impl Future<Output = ()> + Send) -> 
         Some(s) => s,
         None => registered(&client, &args, &register, &hardware).await?,
     };
+    let engine = Engine::open(&args.engine).await?;
+    let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
+    let server = engine.serve_metrics(&args.engine, stopped).await?;
     tracing::info!(device = %state.device, "agent running");
     let (token_tx, token_rx) = tokio::sync::watch::channel(state.token.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let worker = tokio::spawn(pull_work(client.clone(), token_rx, stop.clone()));
+    let worker = tokio::spawn(pull_work(engine, client.clone(), token_rx, stop.clone()));
     tokio::pin!(shutdown);
     let mut interval = Duration::from_secs(1);
     loop {
@@ -166,6 +173,10 @@ pub async fn run(args: AgentArgs, shutdown: impl Future<Output = ()> + Send) -> 
                 tracing::info!("stopping: finishing the fragment in hand");
                 stop.store(true, Ordering::SeqCst);
                 let _ = worker.await;
+                let _ = stop_metrics.send(true);
+                if let Some(server) = server {
+                    let _ = server.await;
+                }
                 return Ok(());
             }
             () = tokio::time::sleep(interval) => {}
@@ -197,13 +208,14 @@ pub async fn run(args: AgentArgs, shutdown: impl Future<Output = ()> + Send) -> 
 
 /// Pulls and executes the device's assignments until `stop` is set.
 async fn pull_work(
+    engine: Arc<Engine>,
     client: GatewayClient,
     token: tokio::sync::watch::Receiver<String>,
     stop: Arc<AtomicBool>,
 ) {
     while !stop.load(Ordering::SeqCst) {
         let bearer = token.borrow().clone();
-        let idle = match work::run_one(&client, &bearer, None, &stop).await {
+        let idle = match work::run_one(&engine, &client, &bearer, None, &stop).await {
             Ok(Outcome::Idle) => true,
             Ok(outcome) => {
                 tracing::info!(?outcome, "assignment ended");

@@ -1,9 +1,10 @@
 //! One fragment, executed: the task's spec mapped onto the kernels' [`FragmentKind`], the
-//! fragment's work items (as the operator's slicer cut them) run on the CPU path, and
-//! the committed result the gateway records. Owns that mapping and nothing else.
+//! fragment's work items (as the operator's slicer cut them) run by the executor on its
+//! device, and the committed result the gateway records. Owns that mapping and nothing
+//! else.
 
-use std::time::Instant;
 use zop_kernels::data::Operation;
+use zop_kernels::fragment::executor::{Execution, Executor};
 use zop_kernels::fragment::{self, FragmentError, FragmentKind, Granularity};
 use zop_operator::api::task::{ComputeTaskSpec, DataOperation, WorkloadType};
 use zop_operator::gateway::protocol::FragmentSpan;
@@ -88,16 +89,20 @@ pub fn kind(spec: &ComputeTaskSpec) -> Result<FragmentKind, ExecError> {
     })
 }
 
-/// Executes one fragment on the CPU and returns its committed result.
-pub fn fragment(spec: &ComputeTaskSpec, span: &FragmentSpan) -> Result<FragmentResult, ExecError> {
+/// Executes one fragment and returns its committed result, with how it ran.
+pub fn fragment(
+    executor: &Executor,
+    spec: &ComputeTaskSpec,
+    span: &FragmentSpan,
+) -> Result<(FragmentResult, Execution), ExecError> {
     let kind = kind(spec)?;
-    let started = Instant::now();
-    let out = fragment::execute_range(&kind, span.start..span.end)?;
-    Ok(FragmentResult {
+    let run = executor.execute(&kind, span.start..span.end)?;
+    let result = FragmentResult {
         fragment: span.index,
-        digest: out.digest,
+        digest: run.output.digest.clone(),
         // The kernels count operations; the ledger counts units of 10⁹ (at least 1).
-        work_units: out.work_units.div_ceil(OPS_PER_WORK_UNIT).max(1),
-        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    })
+        work_units: run.output.work_units.div_ceil(OPS_PER_WORK_UNIT).max(1),
+        elapsed_ms: (run.seconds * 1e3).round() as u64,
+    };
+    Ok((result, run))
 }

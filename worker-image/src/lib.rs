@@ -1,13 +1,17 @@
 //! The ZopToken worker as a library: identification ([`probe`]), the benchmark
-//! ([`bench`]) and the hardware fingerprint it carries ([`fingerprint`]), shared by the
-//! `zop-worker` binary's `probe` command and its agent mode ([`agent`], talking to the
-//! gateway through [`client`]).
+//! ([`bench`]) and the hardware fingerprint it carries ([`fingerprint`]); the two ways
+//! to get work, agent mode ([`agent`], joining with a Group Key) and pod mode ([`pod`]),
+//! both talking to the gateway through [`client`] and executing assignments with
+//! [`work`] and [`execute`] on the process's [`engine`] (device executor and
+//! [`metrics`]).
 
 pub mod agent;
 pub mod bench;
 pub mod client;
+pub mod engine;
 pub mod execute;
 pub mod fingerprint;
+pub mod metrics;
 pub mod pod;
 pub mod probe;
 mod timing;

@@ -3,6 +3,7 @@
 //! assignment and exits; SIGTERM finishes the fragment in hand and hands the rest back.
 
 use crate::client::GatewayClient;
+use crate::engine::{Engine, EngineArgs};
 use crate::work::{self, Outcome};
 use anyhow::Context;
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ pub struct PodArgs {
     /// PEM file of the gateway's CA.
     #[arg(long, env = "ZOP_CA_CERT")]
     pub ca_cert: PathBuf,
+    /// Device and metrics options.
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// Runs the assignment until done, closed, or `stop` is set.
@@ -33,9 +37,23 @@ pub async fn run(args: PodArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Outcome
     let client = GatewayClient::new(&args.gateway, &ca)?;
     let token = std::fs::read_to_string(&args.token_file)
         .with_context(|| format!("reading --token-file {}", args.token_file.display()))?;
-    let outcome = work::run_one(&client, token.trim(), Some(&args.assignment), &stop)
-        .await
-        .context("executing the assignment")?;
+    let engine = Engine::open(&args.engine).await?;
+    let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
+    let server = engine.serve_metrics(&args.engine, stopped).await?;
+    let outcome = work::run_one(
+        &engine,
+        &client,
+        token.trim(),
+        Some(&args.assignment),
+        &stop,
+    )
+    .await
+    .context("executing the assignment");
+    let _ = stop_metrics.send(true);
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    let outcome = outcome?;
     tracing::info!(
         ?outcome,
         stopped = stop.load(Ordering::SeqCst),

@@ -4,6 +4,7 @@
 //! hand is finished and reported, the rest is handed back by simply not doing it.
 
 use crate::client::{GatewayClient, GatewayError};
+use crate::engine::Engine;
 use crate::execute;
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
@@ -39,8 +40,10 @@ fn retry() -> ExponentialBuilder {
 }
 
 /// Pulls and executes one assignment (`assignment` names it; `None` asks for the
-/// device's next one), reporting every fragment. Returns early when `stop` is set.
+/// device's next one) on `engine`, reporting every fragment. Returns early when `stop`
+/// is set.
 pub async fn run_one(
+    engine: &Arc<Engine>,
     client: &GatewayClient,
     bearer: &str,
     assignment: Option<&str>,
@@ -68,19 +71,27 @@ pub async fn run_one(
         if stop.load(Ordering::SeqCst) {
             return Ok(Outcome::HandedBack { fragments: done });
         }
-        let s = spec.clone();
-        let result = tokio::task::spawn_blocking(move || execute::fragment(&s, &span))
+        let (s, e) = (spec.clone(), engine.clone());
+        let result = tokio::task::spawn_blocking(move || execute::fragment(&e.executor, &s, &span))
             .await
             .map_err(|e| GatewayError::Refused {
                 status: 500,
                 reason: "WorkerPanicked".into(),
                 message: e.to_string(),
             })?;
+        let kind = execute::kind(&spec).map_or("unknown", |k| k.name());
         let result = match result {
-            Ok(r) => r,
+            Ok((r, run)) => {
+                if let Some(why) = &run.gpu_fallback {
+                    tracing::warn!(error = %why, "GPU path failed; the fragment ran on the CPU");
+                }
+                engine.metrics.completed(kind, &run, r.work_units);
+                r
+            }
             Err(e) => {
                 // A fragment this worker cannot execute is left for reassignment.
                 tracing::error!(error = %e, "fragment failed");
+                engine.metrics.failed(kind);
                 return Ok(Outcome::HandedBack { fragments: done });
             }
         };

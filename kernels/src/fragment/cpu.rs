@@ -6,7 +6,7 @@ use super::{FragmentError, FragmentOutput, MAX_LOCAL_STEPS, hex};
 use crate::compute_proof;
 use crate::data::{self, Operation};
 use crate::inference;
-use crate::merkle::MerkleTree;
+use crate::merkle::{Hash, MerkleTree};
 use crate::seed;
 use crate::training::{self, DataSet, GradientCommitment, Model};
 use std::collections::BTreeMap;
@@ -72,15 +72,24 @@ pub(super) fn compute_proof_cpu(
         let c = compute_proof::cpu::matmul_threads(&a, &b, n, threads)?;
         roots.push(compute_proof::commit(&c, n)?.root());
     }
+    Ok(compute_proof_output(
+        dimension,
+        products,
+        &MerkleTree::new(roots).root(),
+    ))
+}
+
+/// A compute-proof fragment's output from its root, on whichever device computed it.
+pub(super) fn compute_proof_output(dimension: u32, products: u64, root: &Hash) -> FragmentOutput {
     let ops = 2 * u64::from(dimension).pow(3);
-    Ok(FragmentOutput {
-        digest: hex(&MerkleTree::new(roots).root()),
+    FragmentOutput {
+        digest: hex(root),
         work_units: ops.saturating_mul(products),
         metrics: metrics([
             ("products", products.to_string()),
             ("dimension", dimension.to_string()),
         ]),
-    })
+    }
 }
 
 /// A training fragment's parameters.

@@ -19,6 +19,8 @@ pub const SERVICE_ACCOUNT: &str = "zop-worker";
 pub const CA_CONFIG_MAP: &str = "zop-gateway-ca";
 /// Its key.
 pub const CA_KEY: &str = "ca.crt";
+/// The worker's metrics port (`zop-worker --metrics-bind`), named `metrics` in the Pod.
+pub const METRICS_PORT: u16 = 9464;
 
 /// What every worker Pod shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +71,11 @@ pub fn worker_pod(
                 labels::DEVICE: super::record::label_value(&a.device),
             },
             "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
-            "annotations": { super::record::POD_ANNOTATION: serde_json::to_string(a)? },
+            "annotations": {
+                super::record::POD_ANNOTATION: serde_json::to_string(a)?,
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": METRICS_PORT.to_string(),
+            },
         },
         "spec": {
             "nodeName": node,
@@ -99,7 +105,9 @@ pub fn worker_pod(
                 "env": [
                     { "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
                     { "name": "NODE_NAME", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } },
+                    { "name": "ZOP_METRICS_BIND", "value": format!("0.0.0.0:{METRICS_PORT}") },
                 ],
+                "ports": [{ "name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP" }],
                 "resources": resources,
                 "securityContext": {
                     "allowPrivilegeEscalation": false,
@@ -170,6 +178,20 @@ mod tests {
         assert_eq!(spec.security_context.unwrap().run_as_non_root, Some(true));
         let limits = c.resources.clone().unwrap().limits.unwrap();
         assert_eq!(limits["nvidia.com/gpu"].0, "1");
+        // The worker serves its metrics on the named port the annotations advertise.
+        let port = &c.ports.clone().unwrap()[0];
+        assert_eq!(
+            (port.name.as_deref(), port.container_port),
+            (Some("metrics"), 9464)
+        );
+        let bind = c
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == "ZOP_METRICS_BIND");
+        assert_eq!(bind.and_then(|e| e.value.as_deref()), Some("0.0.0.0:9464"));
+        let notes = pod_again.metadata.annotations.clone().unwrap();
+        assert_eq!(notes["prometheus.io/port"], "9464");
         let projected = spec.volumes.unwrap()[0].projected.clone().unwrap();
         let sat = projected.sources.unwrap()[0]
             .service_account_token

@@ -1,0 +1,201 @@
+//! Which device runs a fragment. An [`Executor`] is opened once per worker process:
+//! with a GPU (and the CUDA driver, cuBLAS and NVRTC to drive it), compute-proof
+//! fragments run on the GPU path; everything else, and every GPU failure, runs on the
+//! CPU reference path. Both commit to identical digests, so the choice never changes a
+//! result, only its speed.
+
+use super::cpu::compute_proof_output;
+use super::{FragmentError, FragmentKind, FragmentOutput, check_range, execute_range};
+use crate::gpu::GpuError;
+use crate::gpu::compute_proof::ComputeProofGpu;
+use std::ops::Range;
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+/// Where fragments may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DevicePreference {
+    /// The GPU when one can be opened, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU only.
+    Cpu,
+    /// The GPU; opening the executor fails without one.
+    Gpu,
+}
+
+/// The device a fragment ran on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// The CPU reference path.
+    Cpu,
+    /// The GPU path.
+    Gpu,
+}
+
+impl Device {
+    /// `cpu` or `gpu`, for metric labels and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cpu => "cpu",
+            Self::Gpu => "gpu",
+        }
+    }
+}
+
+/// One executed fragment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    /// What it produced.
+    pub output: FragmentOutput,
+    /// Where it ran.
+    pub device: Device,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Seconds the GPU was busy (CUDA events); 0 on the CPU.
+    pub gpu_busy_seconds: f64,
+    /// Why the GPU path was not used for a fragment it could run, if it failed.
+    pub gpu_fallback: Option<String>,
+}
+
+/// Runs fragments on the best device this process could open.
+#[derive(Debug)]
+pub struct Executor {
+    gpu: Option<Mutex<ComputeProofGpu>>,
+    gpu_name: Option<String>,
+    /// Why there is no GPU path, when there is none.
+    gpu_absent: Option<String>,
+}
+
+impl Executor {
+    /// The CPU path only.
+    pub fn cpu() -> Self {
+        Self {
+            gpu: None,
+            gpu_name: None,
+            gpu_absent: Some("the CPU was asked for".into()),
+        }
+    }
+
+    /// Opens the device `preference` asks for (GPU ordinal 0).
+    pub fn open(preference: DevicePreference) -> Result<Self, GpuError> {
+        if preference == DevicePreference::Cpu {
+            return Ok(Self::cpu());
+        }
+        match ComputeProofGpu::new(0) {
+            Ok(gpu) => Ok(Self {
+                gpu_name: Some(gpu.device_name().to_string()),
+                gpu: Some(Mutex::new(gpu)),
+                gpu_absent: None,
+            }),
+            Err(e) if preference == DevicePreference::Auto => Ok(Self {
+                gpu: None,
+                gpu_name: None,
+                gpu_absent: Some(e.to_string()),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The GPU's name, when the GPU path is open.
+    pub fn gpu_name(&self) -> Option<&str> {
+        self.gpu_name.as_deref()
+    }
+
+    /// Why the GPU path is closed, when it is.
+    pub fn gpu_absent(&self) -> Option<&str> {
+        self.gpu_absent.as_deref()
+    }
+
+    /// Runs work items `items` of `kind` (see [`execute_range`]).
+    pub fn execute(
+        &self,
+        kind: &FragmentKind,
+        items: Range<u64>,
+    ) -> Result<Execution, FragmentError> {
+        let started = Instant::now();
+        let mut gpu_fallback = None;
+        if let (
+            Some(gpu),
+            FragmentKind::ComputeProof {
+                dimension, seed, ..
+            },
+        ) = (&self.gpu, kind)
+        {
+            check_range(kind, &items)?;
+            let gpu = gpu.lock().unwrap_or_else(PoisonError::into_inner);
+            match gpu.fragment(*dimension, *seed, items.clone()) {
+                Ok((root, t)) => {
+                    return Ok(Execution {
+                        output: compute_proof_output(*dimension, items.end - items.start, &root),
+                        device: Device::Gpu,
+                        seconds: started.elapsed().as_secs_f64(),
+                        gpu_busy_seconds: t.busy_s(),
+                        gpu_fallback: None,
+                    });
+                }
+                Err(e) => gpu_fallback = Some(e.to_string()),
+            }
+        }
+        let output = execute_range(kind, items)?;
+        Ok(Execution {
+            output,
+            device: Device::Cpu,
+            seconds: started.elapsed().as_secs_f64(),
+            gpu_busy_seconds: 0.0,
+            gpu_fallback,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fragment::Granularity;
+
+    fn proof() -> FragmentKind {
+        FragmentKind::ComputeProof {
+            dimension: 24,
+            products: 4,
+            seed: 5,
+            fragments: Granularity::Count(2),
+        }
+    }
+
+    #[test]
+    fn the_cpu_executor_gives_the_reference_output() {
+        let e = Executor::cpu().execute(&proof(), 1..3).unwrap();
+        assert_eq!(e.output, execute_range(&proof(), 1..3).unwrap());
+        assert_eq!(e.device, Device::Cpu);
+        assert_eq!(e.gpu_busy_seconds, 0.0);
+    }
+
+    #[test]
+    fn auto_always_opens_and_says_why_without_a_gpu() {
+        let ex = Executor::open(DevicePreference::Auto).unwrap();
+        match ex.gpu_name() {
+            Some(name) => eprintln!("GPU path open on {name}"),
+            None => {
+                let why = ex.gpu_absent().unwrap();
+                eprintln!("GPU path closed: {why}");
+                assert!(!why.is_empty());
+            }
+        }
+        // Same digest whichever device ran it.
+        let e = ex.execute(&proof(), 0..4).unwrap();
+        assert_eq!(e.output, execute_range(&proof(), 0..4).unwrap());
+    }
+
+    #[test]
+    fn a_bad_range_is_refused_on_every_path() {
+        let ex = Executor::open(DevicePreference::Auto).unwrap();
+        assert!(matches!(
+            ex.execute(&proof(), 3..9),
+            Err(FragmentError::Range { .. })
+        ));
+        assert!(matches!(
+            Executor::cpu().execute(&proof(), 2..2),
+            Err(FragmentError::Range { .. })
+        ));
+    }
+}
