@@ -1,7 +1,8 @@
 //! The single entry point for running a fragment: a [`FragmentKind`] (the task's
-//! parameters, as they travel as JSON in an assignment) and a fragment index go in; the
-//! fragment's slice of work items ([`slicing`]) runs on the CPU reference path and a
+//! parameters) and the fragment's work items go in, as the operator's slicer
+//! (`operator/src/scheduler/slicer.rs`, the one place that cuts tasks) gave them; a
 //! [`FragmentOutput`] comes out: a hex digest, work units and metrics.
+//! [`execute_range`] is the CPU reference path; [`executor`] picks the device.
 //!
 //! This module owns parameter validation and sizing (nothing above
 //! [`crate::MAX_ALLOC_BYTES`] is allocated: such parameters are errors naming the
@@ -24,9 +25,6 @@
 
 mod cpu;
 pub mod executor;
-pub mod slicing;
-
-pub use slicing::{Granularity, MAX_FRAGMENTS};
 
 use crate::compute_proof::ShapeError;
 use crate::data::{DataError, Operation};
@@ -43,8 +41,8 @@ pub const MAX_LOCAL_STEPS: u32 = 100;
 /// Default data-processing chunk: 64 KiB.
 pub const DEFAULT_CHUNK_SIZE: u64 = 64 * 1024;
 
-/// A task's parameters for one kind of work, with how it is cut into fragments. Every
-/// kind's inputs are regenerated from `seed`; nothing else is transferred.
+/// A task's parameters for one kind of work. Every kind's inputs are regenerated from
+/// `seed`; nothing else is transferred.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum FragmentKind {
@@ -59,8 +57,6 @@ pub enum FragmentKind {
         /// Task seed.
         #[serde(default)]
         seed: u64,
-        /// How the products are cut into fragments.
-        fragments: Granularity,
     },
     /// Softmax regression on the seeded data set ([`crate::training`]); the work items
     /// are `samples × epochs` (item `k` is sample `k mod samples` with fresh noise per
@@ -84,8 +80,6 @@ pub enum FragmentKind {
         /// Task seed (data and initial weights).
         #[serde(default)]
         seed: u64,
-        /// How the items are cut into fragments.
-        fragments: Granularity,
     },
     /// Forward passes of the reference model ([`crate::training::Model::reference`])
     /// over the seeded data set ([`crate::inference`]); the work items are the samples.
@@ -99,8 +93,6 @@ pub enum FragmentKind {
         /// Task seed.
         #[serde(default)]
         seed: u64,
-        /// How the samples are cut into fragments.
-        fragments: Granularity,
     },
     /// Hashing or tokenizing a seeded byte stream in chunks ([`crate::data`]); the work
     /// items are the bytes.
@@ -115,8 +107,6 @@ pub enum FragmentKind {
         /// Task seed.
         #[serde(default)]
         seed: u64,
-        /// How the bytes are cut into fragments.
-        fragments: Granularity,
     },
 }
 
@@ -152,14 +142,6 @@ pub enum FragmentError {
         field: &'static str,
         /// What is wrong.
         reason: String,
-    },
-    /// The fragment index is past the task's last fragment.
-    #[error("fragment {index} is outside the task's {fragments} fragments")]
-    Index {
-        /// The index asked for.
-        index: u32,
-        /// Fragments in the task.
-        fragments: u32,
     },
     /// Explicit work items that are empty or run past the task's last item.
     #[error("work items {start}..{end} are not a non-empty part of the task's {items} items")]
@@ -218,7 +200,6 @@ impl FragmentError {
     pub fn field(&self) -> &'static str {
         match self {
             Self::Params { field, .. } | Self::TooLarge { field, .. } => field,
-            Self::Index { .. } => "fragmentIndex",
             Self::Range { .. } => "items",
             Self::ComputeProof(_) => "dimension",
             Self::Model { error, .. } => error.field(),
@@ -232,7 +213,7 @@ impl FragmentError {
             Self::Params { .. } | Self::ComputeProof(_) | Self::Model { .. } | Self::Data(_) => {
                 "InvalidParams"
             }
-            Self::Index { .. } | Self::Range { .. } => "FragmentOutOfRange",
+            Self::Range { .. } => "FragmentOutOfRange",
             Self::TooLarge { .. } => "FragmentTooLarge",
         }
     }
@@ -279,40 +260,10 @@ impl FragmentKind {
             )),
         }
     }
-
-    /// The granularity.
-    pub fn granularity(&self) -> Granularity {
-        match self {
-            Self::ComputeProof { fragments, .. }
-            | Self::Training { fragments, .. }
-            | Self::Inference { fragments, .. }
-            | Self::DataProcessing { fragments, .. } => *fragments,
-        }
-    }
-
-    /// The number of fragments the task is cut into.
-    pub fn fragments(&self) -> Result<u32, FragmentError> {
-        slicing::fragments(self.name(), self.items()?, self.granularity())
-    }
-
-    /// Fragment `index`'s work items.
-    pub fn range(&self, index: u32) -> Result<Range<u64>, FragmentError> {
-        slicing::range(self.name(), self.items()?, self.granularity(), index)
-    }
 }
 
-/// Runs fragment `fragment_index` of `kind` on the CPU: the work items
-/// [`FragmentKind::range`] gives it.
-pub fn execute_cpu(
-    kind: &FragmentKind,
-    fragment_index: u32,
-) -> Result<FragmentOutput, FragmentError> {
-    execute_range(kind, kind.range(fragment_index)?)
-}
-
-/// Runs work items `items` of `kind` on the CPU, for callers that received the range
-/// itself (as the operator's slicer cut it). The range must be non-empty and within
-/// the task; the output is the same as [`execute_cpu`] for the fragment with that range.
+/// Runs work items `items` of `kind` on the CPU reference path. The range must be
+/// non-empty and within the task.
 pub fn execute_range(
     kind: &FragmentKind,
     items: Range<u64>,

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use zop_kernels::fragment::{FragmentKind, Granularity, execute_range};
+use zop_kernels::fragment::{FragmentKind, execute_range};
 use zop_kernels::gpu::source::{self, UNITS};
 
 fn cuda_dir() -> PathBuf {
@@ -92,7 +92,6 @@ fn the_cuda_commitment_matches_the_cpu_reference_bit_for_bit() {
             dimension: n,
             products: first + products,
             seed,
-            fragments: Granularity::Count(1),
         };
         let cpu = execute_range(&kind, first..first + products)
             .unwrap()

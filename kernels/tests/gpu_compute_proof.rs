@@ -2,7 +2,7 @@
 //! bit-identical. Without a GPU the test says it was skipped; with one, every failure
 //! (a library missing, a kernel not compiling) fails the test.
 
-use zop_kernels::fragment::{FragmentKind, Granularity, execute_range, hex};
+use zop_kernels::fragment::{FragmentKind, execute_range, hex};
 use zop_kernels::gpu::{self, compute_proof::ComputeProofGpu};
 
 #[test]
@@ -27,7 +27,6 @@ fn gpu_and_cpu_commit_to_identical_roots() {
             dimension: n,
             products: first + products,
             seed,
-            fragments: Granularity::Count(1),
         };
         let cpu = execute_range(&kind, first..first + products)
             .unwrap()

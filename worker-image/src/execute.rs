@@ -5,7 +5,7 @@
 
 use zop_kernels::data::Operation;
 use zop_kernels::fragment::executor::{Execution, Executor};
-use zop_kernels::fragment::{self, FragmentError, FragmentKind, Granularity};
+use zop_kernels::fragment::{self, FragmentError, FragmentKind};
 use zop_operator::api::task::{ComputeTaskSpec, DataOperation, WorkloadType};
 use zop_operator::gateway::protocol::FragmentSpan;
 use zop_operator::scheduler::slicer::OPS_PER_WORK_UNIT;
@@ -24,10 +24,6 @@ pub enum ExecError {
 
 /// The kernels' description of a task.
 pub fn kind(spec: &ComputeTaskSpec) -> Result<FragmentKind, ExecError> {
-    let fragments = match (spec.fragments.count, spec.fragments.size) {
-        (_, Some(size)) => Granularity::Size(size),
-        (count, None) => Granularity::Count(count.unwrap_or(1)),
-    };
     Ok(match spec.workload {
         WorkloadType::ComputeProof => {
             let p = spec
@@ -38,7 +34,6 @@ pub fn kind(spec: &ComputeTaskSpec) -> Result<FragmentKind, ExecError> {
                 dimension: p.dimension,
                 products: p.products,
                 seed: p.seed,
-                fragments,
             }
         }
         WorkloadType::Training => {
@@ -54,7 +49,6 @@ pub fn kind(spec: &ComputeTaskSpec) -> Result<FragmentKind, ExecError> {
                 learning_rate: p.learning_rate as f32,
                 local_steps: 1,
                 seed: p.seed,
-                fragments,
             }
         }
         WorkloadType::Inference => {
@@ -67,7 +61,6 @@ pub fn kind(spec: &ComputeTaskSpec) -> Result<FragmentKind, ExecError> {
                 classes: p.model.classes,
                 samples: p.samples,
                 seed: p.seed,
-                fragments,
             }
         }
         WorkloadType::DataProcessing => {
@@ -83,7 +76,6 @@ pub fn kind(spec: &ComputeTaskSpec) -> Result<FragmentKind, ExecError> {
                 bytes: p.bytes,
                 chunk_size: fragment::DEFAULT_CHUNK_SIZE,
                 seed: p.seed,
-                fragments,
             }
         }
     })

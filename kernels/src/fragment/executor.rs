@@ -151,14 +151,12 @@ impl Executor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fragment::Granularity;
 
     fn proof() -> FragmentKind {
         FragmentKind::ComputeProof {
             dimension: 24,
             products: 4,
             seed: 5,
-            fragments: Granularity::Count(2),
         }
     }
 

@@ -5,16 +5,15 @@ use crate::training::{self, DataSet, Model};
 use crate::{data, inference, seed};
 use serde_json::json;
 
-fn proof(dimension: u32, products: u64, fragments: Granularity) -> FragmentKind {
+fn proof(dimension: u32, products: u64) -> FragmentKind {
     FragmentKind::ComputeProof {
         dimension,
         products,
         seed: 5,
-        fragments,
     }
 }
 
-fn training(samples: u64, local_steps: u32, fragments: Granularity) -> FragmentKind {
+fn training(samples: u64, local_steps: u32) -> FragmentKind {
     FragmentKind::Training {
         features: 6,
         classes: 3,
@@ -23,7 +22,6 @@ fn training(samples: u64, local_steps: u32, fragments: Granularity) -> FragmentK
         learning_rate: 0.5,
         local_steps,
         seed: 17,
-        fragments,
     }
 }
 
@@ -33,7 +31,6 @@ fn inference(samples: u64) -> FragmentKind {
         classes: 4,
         samples,
         seed: 3,
-        fragments: Granularity::Count(2),
     }
 }
 
@@ -43,15 +40,13 @@ fn data(operation: Operation) -> FragmentKind {
         bytes: 10_000,
         chunk_size: 1_000,
         seed: 9,
-        fragments: Granularity::Size(4_096),
     }
 }
 
 #[test]
 fn kinds_travel_as_camel_case_json_with_defaults() {
     let k: FragmentKind = serde_json::from_value(json!({
-        "training": {"features": 6, "classes": 3, "samples": 40, "learningRate": 0.5,
-                     "fragments": {"count": 4}}
+        "training": {"features": 6, "classes": 3, "samples": 40, "learningRate": 0.5}
     }))
     .unwrap();
     assert_eq!(
@@ -64,11 +59,10 @@ fn kinds_travel_as_camel_case_json_with_defaults() {
             learning_rate: 0.5,
             local_steps: 1,
             seed: 0,
-            fragments: Granularity::Count(4),
         }
     );
     let d: FragmentKind = serde_json::from_value(json!({
-        "dataProcessing": {"operation": "tokenize", "bytes": 5, "fragments": {"size": 2}}
+        "dataProcessing": {"operation": "tokenize", "bytes": 5}
     }))
     .unwrap();
     assert!(matches!(
@@ -80,8 +74,8 @@ fn kinds_travel_as_camel_case_json_with_defaults() {
         }
     ));
     for kind in [
-        proof(64, 3, Granularity::Count(2)),
-        training(40, 2, Granularity::Size(10)),
+        proof(64, 3),
+        training(40, 2),
         inference(10),
         data(Operation::Sha256),
     ] {
@@ -94,8 +88,8 @@ fn kinds_travel_as_camel_case_json_with_defaults() {
 
 #[test]
 fn a_one_product_fragment_commits_to_that_products_merkle_root() {
-    let kind = proof(16, 3, Granularity::Count(3));
-    let out = execute_cpu(&kind, 1).unwrap();
+    let kind = proof(16, 3);
+    let out = execute_range(&kind, 1..2).unwrap();
     let product_seed = seed::word(seed::stream_key(5, seed::STREAM_PRODUCT), 1);
     let (a, b) = compute_proof::inputs(product_seed, 16).unwrap();
     let root = compute_proof::commit(&matmul(&a, &b, 16).unwrap(), 16)
@@ -108,10 +102,10 @@ fn a_one_product_fragment_commits_to_that_products_merkle_root() {
 
 #[test]
 fn a_multi_product_fragment_commits_to_the_root_of_product_roots() {
-    let whole = execute_cpu(&proof(8, 3, Granularity::Count(1)), 0).unwrap();
+    let whole = execute_range(&proof(8, 3), 0..3).unwrap();
     let roots: Vec<Hash> = (0..3)
         .map(|p| {
-            let one = execute_cpu(&proof(8, 3, Granularity::Count(3)), p).unwrap();
+            let one = execute_range(&proof(8, 3), p..p + 1).unwrap();
             let mut h = [0u8; 32];
             for (i, b) in h.iter_mut().enumerate() {
                 *b = u8::from_str_radix(&one.digest[2 * i..2 * i + 2], 16).unwrap();
@@ -125,34 +119,33 @@ fn a_multi_product_fragment_commits_to_the_root_of_product_roots() {
 
 #[test]
 fn a_training_fragment_commits_to_its_shards_gradient() {
-    let kind = training(40, 1, Granularity::Count(4));
-    let out = execute_cpu(&kind, 2).unwrap();
-    assert_eq!(kind.range(2).unwrap(), 20..30);
+    let kind = training(40, 1);
+    let out = execute_range(&kind, 20..30).unwrap();
     let d = DataSet::new(6, 3, 40, 17).unwrap();
     let e = training::evaluate(&Model::initial(&d, 17), &d.shard(20..30).unwrap()).unwrap();
     assert_eq!(out.digest, hex(&e.gradient.digest(6, 3)));
     assert_eq!(out.work_units, 6 * (6 * 3 + 3) * 10);
     assert_eq!(out.metrics["initialLoss"], format!("{:.6}", e.loss));
-    assert_ne!(out.digest, execute_cpu(&kind, 3).unwrap().digest);
+    assert_ne!(out.digest, execute_range(&kind, 30..40).unwrap().digest);
 }
 
 #[test]
 fn local_steps_lower_the_loss_and_replay_identically() {
-    let kind = training(200, 10, Granularity::Count(2));
-    let out = execute_cpu(&kind, 0).unwrap();
+    let kind = training(200, 10);
+    let out = execute_range(&kind, 0..100).unwrap();
     let loss: f64 = out.metrics["loss"].parse().unwrap();
     let initial: f64 = out.metrics["initialLoss"].parse().unwrap();
     assert!(loss < initial, "{loss} vs {initial}");
     let accuracy: f64 = out.metrics["accuracy"].parse().unwrap();
     assert!((0.0..=1.0).contains(&accuracy));
-    assert_eq!(out, execute_cpu(&kind, 0).unwrap());
+    assert_eq!(out, execute_range(&kind, 0..100).unwrap());
     assert_eq!(out.work_units, 6 * 21 * 100 * 10);
 }
 
 #[test]
 fn an_inference_fragment_commits_to_the_reference_models_outputs() {
     let kind = inference(101);
-    let out = execute_cpu(&kind, 1).unwrap();
+    let out = execute_range(&kind, 51..101).unwrap();
     let d = DataSet::new(8, 4, 101, 3).unwrap();
     let want = inference::forward(&Model::reference(&d), &d.shard(51..101).unwrap()).unwrap();
     assert_eq!(out.digest, hex(&want.digest()));
@@ -165,7 +158,7 @@ fn an_inference_fragment_commits_to_the_reference_models_outputs() {
 fn a_data_fragment_commits_to_its_chunks() {
     for (op, per_byte) in [(Operation::Sha256, 16), (Operation::Tokenize, 4)] {
         let kind = data(op);
-        let last = execute_cpu(&kind, 2).unwrap();
+        let last = execute_range(&kind, 8_192..10_000).unwrap();
         let want = data::process(op, 9, 8_192..10_000, 1_000).unwrap();
         assert_eq!(last.digest, hex(&want.tree.root()));
         assert_eq!(last.work_units, per_byte * 1_808);
@@ -176,7 +169,7 @@ fn a_data_fragment_commits_to_its_chunks() {
 
 #[test]
 fn digests_are_64_lowercase_hex_characters() {
-    let out = execute_cpu(&data(Operation::Sha256), 0).unwrap();
+    let out = execute_range(&data(Operation::Sha256), 0..4_096).unwrap();
     assert_eq!(out.digest.len(), 64);
     assert!(
         out.digest
@@ -187,7 +180,7 @@ fn digests_are_64_lowercase_hex_characters() {
 
 #[test]
 fn oversized_fragments_are_refused_before_allocating() {
-    let e = execute_cpu(&proof(16_384, 1, Granularity::Count(1)), 0).unwrap_err();
+    let e = execute_range(&proof(16_384, 1), 0..1).unwrap_err();
     assert_eq!((e.field(), e.category()), ("dimension", "FragmentTooLarge"));
     let big = FragmentKind::Training {
         features: 4096,
@@ -197,41 +190,42 @@ fn oversized_fragments_are_refused_before_allocating() {
         learning_rate: 0.1,
         local_steps: 1,
         seed: 0,
-        fragments: Granularity::Count(1),
     };
-    assert_eq!(execute_cpu(&big, 0).unwrap_err().field(), "fragments");
+    assert_eq!(
+        execute_range(&big, 0..1 << 20).unwrap_err().field(),
+        "fragments"
+    );
     let wide = FragmentKind::Inference {
         features: 4096,
         classes: 1024,
         samples: 1 << 20,
         seed: 0,
-        fragments: Granularity::Count(1),
     };
-    assert_eq!(execute_cpu(&wide, 0).unwrap_err().field(), "fragments");
+    assert_eq!(
+        execute_range(&wide, 0..1 << 20).unwrap_err().field(),
+        "fragments"
+    );
     let chunk = FragmentKind::DataProcessing {
         operation: Operation::Sha256,
         bytes: 1 << 40,
         chunk_size: 1 << 31,
         seed: 0,
-        fragments: Granularity::Count(1),
     };
-    assert_eq!(execute_cpu(&chunk, 0).unwrap_err().field(), "chunkSize");
+    assert_eq!(
+        execute_range(&chunk, 0..1 << 32).unwrap_err().field(),
+        "chunkSize"
+    );
 }
 
 #[test]
 fn bad_parameters_are_errors_naming_the_field() {
-    let field = |k: FragmentKind| execute_cpu(&k, 0).unwrap_err().field();
-    assert_eq!(field(proof(0, 1, Granularity::Count(1))), "dimension");
-    assert_eq!(field(proof(8, 0, Granularity::Count(1))), "products");
-    assert_eq!(field(proof(8, 1, Granularity::Count(0))), "fragments.count");
-    assert_eq!(field(proof(8, 1, Granularity::Size(0))), "fragments.size");
-    assert_eq!(field(training(10, 0, Granularity::Count(1))), "localSteps");
-    assert_eq!(
-        field(training(10, 101, Granularity::Count(1))),
-        "localSteps"
-    );
+    let field = |k: FragmentKind| execute_range(&k, 0..1).unwrap_err().field();
+    assert_eq!(field(proof(0, 1)), "dimension");
+    assert_eq!(field(proof(8, 0)), "products");
+    assert_eq!(field(training(10, 0)), "localSteps");
+    assert_eq!(field(training(10, 101)), "localSteps");
     let with = |f: &dyn Fn(&mut FragmentKind)| {
-        let mut k = training(10, 1, Granularity::Count(1));
+        let mut k = training(10, 1);
         f(&mut k);
         k
     };
@@ -276,24 +270,14 @@ fn bad_parameters_are_errors_naming_the_field() {
         bytes: 10,
         chunk_size: 0,
         seed: 0,
-        fragments: Granularity::Count(1),
     };
     assert_eq!(field(zero_chunk), "chunkSize");
-    let e = execute_cpu(&inference(10), 2).unwrap_err();
-    assert_eq!(
-        (e.field(), e.category()),
-        ("fragmentIndex", "FragmentOutOfRange")
-    );
-    assert!(e.to_string().contains("2 fragments"), "{e}");
 }
 
 #[test]
-fn an_explicit_range_runs_like_the_fragment_that_has_it() {
-    let kind = training(40, 2, Granularity::Count(4));
-    assert_eq!(
-        execute_range(&kind, 10..20).unwrap(),
-        execute_cpu(&kind, 1).unwrap()
-    );
+fn ranges_outside_the_task_are_refused() {
+    let kind = training(40, 2);
+    assert!(execute_range(&kind, 39..40).is_ok());
     #[allow(clippy::reversed_empty_ranges)] // A reversed range is one of the bad inputs.
     let reversed = 9..3;
     for bad in [5..5, reversed, 30..41, u64::MAX - 1..u64::MAX] {
