@@ -1,7 +1,7 @@
 // The compute-proof fragment on the GPU (kernels/src/gpu/compute_proof.rs drives it):
 // inputs regenerated from the seed on the device, C = A·B by cuBLAS (int8 in, int32
 // out), then the commitment: one SHA-256 row digest per row of C and the Merkle levels
-// above them. Nothing but the 32-byte root is copied back.
+// above them (merkle_level, in sha256.cuh). Nothing but the 32-byte root is copied back.
 //
 // Layout: A is row-major. B is written transposed (Bt[j·n + k] = B[k][j]) so that cuBLAS
 // runs its int8 "TN" form, the layout every int8 tensor-core kernel supports; the product
@@ -34,13 +34,5 @@ extern "C" __global__ void row_digests(const int* c, u32 n, u8* tree) {
     u64 r = (u64)blockIdx.x * blockDim.x + threadIdx.x;
     if (r >= n) return;
     row_digest(c + r * n, n, tree + 32 * r);
-}
-
-// One Merkle level: nodes [first, first + count) of `tree` are hashed pairwise into the
-// nodes that follow them, [first + count, first + count + ceil(count / 2)).
-extern "C" __global__ void merkle_level(u8* tree, u64 first, u32 count) {
-    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= ((u64)count + 1) / 2) return;
-    merkle_node(tree + 32 * first, count, (u32)i, tree + 32 * (first + count + i));
 }
 #endif

@@ -12,8 +12,22 @@
 #define ZOP_FN __device__ __forceinline__
 #define ZOP_CONST __constant__
 #else
+// The host build: plain functions, and the CUDA float intrinsics as the IEEE single
+// operations they are (compiled with -ffp-contract=off, so nothing is fused).
+#include <cmath>
+#include <cstring>
 #define ZOP_FN static inline
 #define ZOP_CONST static const
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+static inline float __uint_as_float(unsigned int i) { float f; std::memcpy(&f, &i, 4); return f; }
+static inline unsigned int __float_as_uint(float f) { unsigned int i; std::memcpy(&i, &f, 4); return i; }
+using std::isinf;
+using std::isnan;
+using std::roundf;
 #endif
 
 typedef unsigned long long u64;

@@ -1,6 +1,7 @@
-// SHA-256 (FIPS 180-4) for the compute-proof commitment: the row digests and the Merkle
-// parents of kernels/src/compute_proof.rs and kernels/src/merkle.rs, computed where the
-// product lives so that only the 32-byte root ever leaves the GPU.
+// SHA-256 (FIPS 180-4) for the commitments computed on the GPU: the row digests of
+// kernels/src/compute_proof.rs, the chunk leaves of kernels/src/data.rs and the Merkle
+// parents of kernels/src/merkle.rs, computed where the data lives so that only 32-byte
+// roots ever leave the GPU. Compiled after prelude.cuh.
 
 ZOP_CONST u32 SHA256_K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -75,29 +76,51 @@ ZOP_FN void row_digest(const int* row, u32 n, u8* out) {
     sha256_out(h, out);
 }
 
-// merkle.rs parent: SHA-256(0x01 || left || right), 65 bytes, so two blocks.
-ZOP_FN void merkle_parent(const u8* left, const u8* right, u8* out) {
-    u8 m[128];
-    for (int i = 0; i < 128; ++i) m[i] = 0;
-    m[0] = 0x01;
-    for (int i = 0; i < 32; ++i) {
-        m[1 + i] = left[i];
-        m[33 + i] = right[i];
-    }
-    m[65] = 0x80;
-    m[126] = (u8)((65 * 8) >> 8);
-    m[127] = (u8)(65 * 8);
+// A streaming SHA-256 over bytes, for messages that are not whole words.
+struct Sha256 {
     u32 h[8];
     u32 block[16];
-    sha256_init(h);
-    for (int b = 0; b < 2; ++b) {
-        for (int t = 0; t < 16; ++t) {
-            const u8* p = m + 64 * b + 4 * t;
-            block[t] = ((u32)p[0] << 24) | ((u32)p[1] << 16) | ((u32)p[2] << 8) | (u32)p[3];
-        }
-        sha256_block(h, block);
+    u32 fill;
+    u64 total;
+};
+
+ZOP_FN void sha256_begin(Sha256* s) {
+    sha256_init(s->h);
+    s->fill = 0;
+    s->total = 0;
+}
+
+ZOP_FN void sha256_push(Sha256* s, u8 b) {
+    u32 i = s->fill;
+    u32 shift = 24 - 8 * (i % 4);
+    s->block[i / 4] = (i % 4 == 0 ? 0u : s->block[i / 4]) | ((u32)b << shift);
+    if (++s->fill == 64) {
+        sha256_block(s->h, s->block);
+        s->fill = 0;
     }
-    sha256_out(h, out);
+}
+
+ZOP_FN void sha256_byte(Sha256* s, u8 b) {
+    sha256_push(s, b);
+    s->total += 1;
+}
+
+ZOP_FN void sha256_finish(Sha256* s, u8* out) {
+    u64 bits = s->total * 8;
+    sha256_push(s, 0x80);
+    while (s->fill != 56) sha256_push(s, 0);
+    for (int i = 7; i >= 0; --i) sha256_push(s, (u8)(bits >> (8 * i)));
+    sha256_out(s->h, out);
+}
+
+// merkle.rs parent: SHA-256(0x01 || left || right).
+ZOP_FN void merkle_parent(const u8* left, const u8* right, u8* out) {
+    Sha256 s;
+    sha256_begin(&s);
+    sha256_byte(&s, 0x01);
+    for (int i = 0; i < 32; ++i) sha256_byte(&s, left[i]);
+    for (int i = 0; i < 32; ++i) sha256_byte(&s, right[i]);
+    sha256_finish(&s, out);
 }
 
 // Node i of the level above `level` (count nodes): the parent of a pair, or an odd last
@@ -109,3 +132,13 @@ ZOP_FN void merkle_node(const u8* level, u32 count, u32 i, u8* out) {
         for (int b = 0; b < 32; ++b) out[b] = level[64 * (u64)i + b];
     }
 }
+
+#ifdef ZOP_CUDA
+// One Merkle level: nodes [first, first + count) of `tree` are hashed pairwise into the
+// nodes that follow them, [first + count, first + count + ceil(count / 2)).
+extern "C" __global__ void merkle_level(u8* tree, u64 first, u32 count) {
+    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= ((u64)count + 1) / 2) return;
+    merkle_node(tree + 32 * first, count, (u32)i, tree + 32 * (first + count + i));
+}
+#endif

@@ -1,33 +1,35 @@
-// Softmax-regression gradient kernels: the CUDA port of kernels/src/training/*.rs.
+// Softmax regression on the GPU: the CUDA port of kernels/src/training/*.rs and of the
+// forward pass of kernels/src/inference.rs (kernels/src/gpu/training.rs drives it).
 //
 // Bit-for-bit contract with the CPU reference (see the module docs of training.rs):
-// - The data set is regenerated here from the seed (SplitMix64, as in seed.rs); nothing
-//   but the weights is uploaded.
+// - The data set is regenerated here from the seed (SplitMix64, prelude.cuh); nothing
+//   but the model's weights is uploaded.
 // - Every float operation uses the round-to-nearest intrinsics (__fadd_rn, __fmul_rn,
 //   ...), which nvcc never contracts into fused multiply-adds; the CPU reference rounds
 //   each product and sum separately.
 // - exp and ln are det_exp/det_ln below, the same formulas as training/math.rs, never
 //   expf/logf (whose last bit differs from every CPU libm).
-// - The gradient kernel gives each entry one thread that sums over samples in shard
-//   order, the order of the CPU loop, so the result is identical, not merely close.
+// - The gradient gives each entry one thread that sums over samples in shard order, the
+//   order of the CPU loop, so the result is identical, not merely close.
 //
-// Launch order: class_means, then generate_shard, then softmax_residuals, then gradient.
-// Compiled after prelude.cuh (types and SplitMix64). Not launched from Rust yet; the
-// kernels crate's tests compile it with NVRTC.
+// Each kernel is a thin loop over a device function of one index; the kernels crate's
+// tests run those functions on the host and compare with the Rust reference.
+// Launch order: class_means, generate_shard, then per step softmax_residuals and gradient
+// (training) or softmax_forward (inference).
 
 #define STREAM_CLASS_MEANS 3ULL
 #define STREAM_LABELS 4ULL
 #define STREAM_NOISE 5ULL
 
 // Top 24 bits as a fraction in [0, 1): exact.
-__device__ __forceinline__ float unit_f32(u64 w) {
+ZOP_FN float unit_f32(u64 w) {
     return __fmul_rn((float)(u32)(w >> 40), 1.0f / 16777216.0f);
 }
 
-__device__ __forceinline__ float pow2(int k) { return __int_as_float((k + 127) << 23); }
+ZOP_FN float pow2(int k) { return __int_as_float((k + 127) << 23); }
 
 // training/math.rs: exp.
-__device__ float det_exp(float x) {
+ZOP_FN float det_exp(float x) {
     if (isnan(x)) return x;
     if (x > 88.8f) return __int_as_float(0x7f800000);
     if (x < -104.0f) return 0.0f;
@@ -48,7 +50,7 @@ __device__ float det_exp(float x) {
 }
 
 // training/math.rs: ln, for the loss.
-__device__ float det_ln(float x) {
+ZOP_FN float det_ln(float x) {
     if (isnan(x) || x < 0.0f) return __int_as_float(0x7fc00000);
     if (x == 0.0f) return __int_as_float(0xff800000);
     if (isinf(x)) return x;
@@ -76,20 +78,15 @@ __device__ float det_ln(float x) {
     return __fadd_rn(__fmul_rn(ef, 0.693359375f), __fadd_rn(ln_m, __fmul_rn(ef, -2.12194440e-4f)));
 }
 
-// means[c*F + f] = 2u - 1; one thread per entry.
-extern "C" __global__ void class_means(u64 seed, u32 features, u32 classes, float* means) {
-    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (u64)features * classes) return;
+// synthetic.rs DataSet::new: means[i] = 2u - 1, i = c*F + f.
+ZOP_FN void class_mean(u64 seed, u64 i, float* means) {
     float u = unit_f32(word(stream_key(seed, STREAM_CLASS_MEANS), i));
     means[i] = __fsub_rn(__fmul_rn(2.0f, u), 1.0f);
 }
 
-// Work items [start, start + len): x (len × F) and y. One thread per item.
-extern "C" __global__ void generate_shard(u64 seed, u32 features, u32 classes, u64 samples,
-                                          u64 start, u64 len, const float* means, float* x,
-                                          u32* y) {
-    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= len) return;
+// synthetic.rs DataSet::shard: item start + i into row i of x (F wide) and y[i].
+ZOP_FN void shard_item(u64 seed, u32 features, u32 classes, u64 samples, u64 start, u64 i,
+                       const float* means, float* x, u32* y) {
     u64 k = start + i;
     u32 label = (u32)(word(stream_key(seed, STREAM_LABELS), k % samples) % classes);
     y[i] = label;
@@ -106,16 +103,13 @@ extern "C" __global__ void generate_shard(u64 seed, u32 features, u32 classes, u
     }
 }
 
-// Per sample: logits, softmax, residuals d (N × C) = p - onehot(y), loss and whether the
-// prediction is right. One thread per sample; the order within a sample is model.rs's.
-extern "C" __global__ void softmax_residuals(const float* w, const float* b, const float* x,
-                                             const u32* y, u64 n, u32 features, u32 classes,
-                                             float* z, float* d, float* loss, u32* correct) {
-    u64 i = (u64)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
+// model.rs logits_into and softmax for sample i: logits into z, probabilities into p
+// (both C wide); returns the prediction (the first of tied maxima) and writes the loss.
+ZOP_FN u32 forward_sample(const float* w, const float* b, const float* x, const u32* y, u64 i,
+                          u32 features, u32 classes, float* z, float* p, float* loss) {
     const float* xi = x + i * features;
     float* zi = z + i * classes;
-    float* di = d + i * classes;
+    float* pi = p + i * classes;
     u32 arg = 0;
     float m = -__int_as_float(0x7f800000);
     for (u32 c = 0; c < classes; ++c) {
@@ -131,24 +125,29 @@ extern "C" __global__ void softmax_residuals(const float* w, const float* b, con
     }
     float s = 0.0f;
     for (u32 c = 0; c < classes; ++c) {
-        di[c] = det_exp(__fsub_rn(zi[c], m));
-        s = __fadd_rn(s, di[c]);
+        pi[c] = det_exp(__fsub_rn(zi[c], m));
+        s = __fadd_rn(s, pi[c]);
     }
-    for (u32 c = 0; c < classes; ++c) {
-        float p = __fdiv_rn(di[c], s);
-        di[c] = c == y[i] ? __fsub_rn(p, 1.0f) : p;
-    }
-    loss[i] = __fsub_rn(det_ln(s), __fsub_rn(zi[y[i]], m));
-    correct[i] = arg == y[i] ? 1u : 0u;
+    for (u32 c = 0; c < classes; ++c) pi[c] = __fdiv_rn(pi[c], s);
+    float zy = y[i] < classes ? zi[y[i]] : __int_as_float(0x7fc00000);
+    loss[i] = __fsub_rn(det_ln(s), __fsub_rn(zy, m));
+    return arg;
 }
 
-// gw[c*F + f] = (sum_i d[i,c] * x[i,f]) / n and gb[c] = (sum_i d[i,c]) / n: one thread
-// per entry (F + 1 per class, the last being the bias), samples in order.
-extern "C" __global__ void gradient(const float* d, const float* x, u64 n, u32 features,
-                                    u32 classes, float* gw, float* gb) {
-    u64 t = (u64)blockIdx.x * blockDim.x + threadIdx.x;
+// training.rs evaluate, the residuals: d = p - onehot(y), in place of p.
+ZOP_FN u32 residual_sample(const float* w, const float* b, const float* x, const u32* y, u64 i,
+                           u32 features, u32 classes, float* z, float* d, float* loss) {
+    u32 arg = forward_sample(w, b, x, y, i, features, classes, z, d, loss);
+    float* di = d + i * classes;
+    if (y[i] < classes) di[y[i]] = __fsub_rn(di[y[i]], 1.0f);
+    return arg;
+}
+
+// training.rs evaluate, entry t of the gradient: gw[c*F + f] = (sum_i d[i,c] x[i,f]) / n,
+// and gb[c] = (sum_i d[i,c]) / n for the last entry of each class (F + 1 per class).
+ZOP_FN void gradient_entry(const float* d, const float* x, u64 n, u32 features, u32 classes,
+                           u64 t, float* gw, float* gb) {
     u64 per_class = (u64)features + 1;
-    if (t >= per_class * classes) return;
     u32 c = (u32)(t / per_class);
     u32 f = (u32)(t % per_class);
     float acc = 0.0f;
@@ -162,3 +161,41 @@ extern "C" __global__ void gradient(const float* d, const float* x, u64 n, u32 f
         gw[(u64)c * features + f] = __fdiv_rn(acc, (float)n);
     }
 }
+
+#ifdef ZOP_CUDA
+#define ZOP_INDEX ((u64)blockIdx.x * blockDim.x + threadIdx.x)
+
+extern "C" __global__ void class_means(u64 seed, u32 features, u32 classes, float* means) {
+    u64 i = ZOP_INDEX;
+    if (i < (u64)features * classes) class_mean(seed, i, means);
+}
+
+extern "C" __global__ void generate_shard(u64 seed, u32 features, u32 classes, u64 samples,
+                                          u64 start, u64 len, const float* means, float* x,
+                                          u32* y) {
+    u64 i = ZOP_INDEX;
+    if (i < len) shard_item(seed, features, classes, samples, start, i, means, x, y);
+}
+
+extern "C" __global__ void softmax_residuals(const float* w, const float* b, const float* x,
+                                             const u32* y, u64 n, u32 features, u32 classes,
+                                             float* z, float* d, float* loss, u32* correct) {
+    u64 i = ZOP_INDEX;
+    if (i >= n) return;
+    u32 arg = residual_sample(w, b, x, y, i, features, classes, z, d, loss);
+    correct[i] = arg == y[i] ? 1u : 0u;
+}
+
+extern "C" __global__ void softmax_forward(const float* w, const float* b, const float* x,
+                                           const u32* y, u64 n, u32 features, u32 classes,
+                                           float* z, float* p, float* loss, u32* pred) {
+    u64 i = ZOP_INDEX;
+    if (i < n) pred[i] = forward_sample(w, b, x, y, i, features, classes, z, p, loss);
+}
+
+extern "C" __global__ void gradient(const float* d, const float* x, u64 n, u32 features,
+                                    u32 classes, float* gw, float* gb) {
+    u64 t = ZOP_INDEX;
+    if (t < ((u64)features + 1) * classes) gradient_entry(d, x, n, features, classes, t, gw, gb);
+}
+#endif

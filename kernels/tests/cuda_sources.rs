@@ -1,10 +1,11 @@
 //! Checks of the CUDA sources that need no GPU: they compile under NVRTC (when the
 //! library is installed; `.ci/run` installs it), and their device functions, compiled
-//! for the host by the system C++ compiler, commit to the same roots as the Rust
-//! reference. Each check prints why when it is skipped.
+//! for the host by the system C++ compiler, commit to the same digests as the Rust
+//! reference for every fragment kind. Each check prints why when it is skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use zop_kernels::data::Operation;
 use zop_kernels::fragment::{FragmentKind, execute_range};
 use zop_kernels::gpu::source::{self, UNITS};
 
@@ -44,8 +45,8 @@ fn every_cuda_source_compiles_under_nvrtc() {
 
 /// Builds the host harness, or says why it cannot.
 fn host_harness() -> Result<PathBuf, String> {
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cuda_host_compute_proof");
-    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cuda_host/compute_proof.cpp");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cuda_host_harness");
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cuda_host/harness.cpp");
     let status = Command::new("c++")
         .args([
             "-std=c++17",
@@ -67,17 +68,34 @@ fn host_harness() -> Result<PathBuf, String> {
     Ok(out)
 }
 
+/// Runs the harness (or returns `None`, saying why) and returns its output lines.
+fn run(harness: &Path, args: &[String]) -> Vec<String> {
+    let out = Command::new(harness).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "harness {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The harness's arguments.
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { vec![$($a.to_string()),*] };
+}
+
 #[test]
-fn the_cuda_commitment_matches_the_cpu_reference_bit_for_bit() {
+fn the_cuda_kernels_commit_like_the_cpu_reference_bit_for_bit() {
     let harness = match host_harness() {
         Ok(h) => h,
-        Err(why) => {
-            eprintln!("skipped: {why}");
-            return;
-        }
+        Err(why) => return eprintln!("skipped: {why}"),
     };
-    // Sizes below, at and across SHA-256's block of 16 words (n + 3 words with padding),
-    // odd and even leaf counts, and a product range that does not start at 0.
+    // Compute-proof: sizes below, at and across SHA-256's block of 16 words (n + 3 words
+    // with padding), odd and even leaf counts, and product ranges not starting at 0.
     for (seed, n, products, first) in [
         (0u64, 1u32, 1u64, 0u64),
         (7, 2, 3, 0),
@@ -93,23 +111,104 @@ fn the_cuda_commitment_matches_the_cpu_reference_bit_for_bit() {
             products: first + products,
             seed,
         };
-        let cpu = execute_range(&kind, first..first + products)
-            .unwrap()
-            .digest;
-        let out = Command::new(&harness)
-            .args([seed, u64::from(n), products, first].map(|v| v.to_string()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let host = String::from_utf8(out.stdout).unwrap();
+        let cpu = execute_range(&kind, first..first + products).unwrap();
+        let gpu = run(&harness, &args!["compute-proof", seed, n, products, first,]);
         assert_eq!(
-            host.trim(),
-            cpu,
-            "seed {seed} n {n} products {first}+{products}"
+            gpu,
+            [cpu.digest],
+            "compute-proof seed {seed} n {n} {first}+{products}"
+        );
+    }
+    // Data processing: chunks that are shorter than a SHA-256 block, span blocks, end
+    // mid-word, and a short last chunk; both operations.
+    for (op, name) in [
+        (Operation::Sha256, "sha256"),
+        (Operation::Tokenize, "tokenize"),
+    ] {
+        for (seed, start, end, chunk) in [
+            (9u64, 0u64, 1u64, 1u64),
+            (9, 3, 70, 55),
+            (1, 8_192, 10_000, 1_000),
+            (2, 5, 200_005, 65_536),
+        ] {
+            let kind = FragmentKind::DataProcessing {
+                operation: op,
+                bytes: end,
+                chunk_size: chunk,
+                seed,
+            };
+            let cpu = execute_range(&kind, start..end).unwrap();
+            let gpu = run(&harness, &args!["data", name, seed, start, end, chunk]);
+            assert_eq!(
+                gpu,
+                [cpu.digest, cpu.metrics["tokens"].clone()],
+                "{name} {start}..{end} by {chunk}"
+            );
+        }
+    }
+    // Training: the digest of every step's quantized gradient, and the losses and
+    // accuracy, over one and several local steps.
+    for (f, c, samples, seed, range, lr, steps) in [
+        (6u32, 3u32, 40u64, 17u64, 20u64..30u64, 0.5f32, 1u32),
+        (16, 5, 300, 2, 0..300, 0.1, 4),
+        (33, 10, 1_000, 8, 500..750, 1.0, 3),
+    ] {
+        let kind = FragmentKind::Training {
+            features: f,
+            classes: c,
+            samples,
+            epochs: 1,
+            learning_rate: lr,
+            local_steps: steps,
+            seed,
+        };
+        let cpu = execute_range(&kind, range.clone()).unwrap();
+        let gpu = run(
+            &harness,
+            &args![
+                "training",
+                f,
+                c,
+                samples,
+                seed,
+                range.start,
+                range.end,
+                lr,
+                steps,
+            ],
+        );
+        let m = &cpu.metrics;
+        assert_eq!(
+            gpu,
+            [
+                cpu.digest.clone(),
+                m["initialLoss"].clone(),
+                m["loss"].clone(),
+                m["accuracy"].clone()
+            ],
+            "training F={f} C={c} {range:?}"
+        );
+    }
+    // Inference: predictions and quantized probabilities.
+    for (f, c, samples, seed, range) in [
+        (8u32, 4u32, 101u64, 3u64, 51u64..101u64),
+        (64, 20, 5_000, 4, 1_000..3_000),
+    ] {
+        let kind = FragmentKind::Inference {
+            features: f,
+            classes: c,
+            samples,
+            seed,
+        };
+        let cpu = execute_range(&kind, range.clone()).unwrap();
+        let gpu = run(
+            &harness,
+            &args!["inference", f, c, samples, seed, range.start, range.end,],
+        );
+        assert_eq!(
+            gpu,
+            [cpu.digest.clone(), cpu.metrics["accuracy"].clone()],
+            "inference F={f} C={c}"
         );
     }
 }

@@ -12,7 +12,10 @@ pub const PRELUDE: &str = include_str!("../../cuda/prelude.cuh");
 pub const SHA256: &str = include_str!("../../cuda/sha256.cuh");
 /// Input generation, row digests and Merkle levels of the compute-proof kind.
 pub const COMPUTE_PROOF: &str = include_str!("../../cuda/compute_proof.cu");
-/// The softmax-regression kernels of the training kind.
+/// Chunk leaves of the data-processing kind.
+pub const DATA: &str = include_str!("../../cuda/data.cu");
+/// Softmax regression: the training kind's gradient and the inference kind's forward
+/// pass.
 pub const TRAINING: &str = include_str!("../../cuda/training.cu");
 
 /// A compilation unit: its name (for NVRTC's log) and its parts, in order.
@@ -29,13 +32,18 @@ pub const COMPUTE_PROOF_UNIT: Unit = Unit {
     name: "compute_proof.cu",
     parts: &[PRELUDE, SHA256, COMPUTE_PROOF],
 };
-/// The training unit.
+/// The data-processing unit.
+pub const DATA_UNIT: Unit = Unit {
+    name: "data.cu",
+    parts: &[PRELUDE, SHA256, DATA],
+};
+/// The training and inference unit.
 pub const TRAINING_UNIT: Unit = Unit {
     name: "training.cu",
     parts: &[PRELUDE, TRAINING],
 };
 /// Every unit, for the compile check.
-pub const UNITS: [Unit; 2] = [COMPUTE_PROOF_UNIT, TRAINING_UNIT];
+pub const UNITS: [Unit; 3] = [COMPUTE_PROOF_UNIT, DATA_UNIT, TRAINING_UNIT];
 
 impl Unit {
     /// The full source text.
