@@ -25,6 +25,7 @@
 
 mod cpu;
 pub mod executor;
+mod output;
 
 use crate::compute_proof::ShapeError;
 use crate::data::{DataError, Operation};
@@ -268,58 +269,8 @@ pub fn execute_range(
     kind: &FragmentKind,
     items: Range<u64>,
 ) -> Result<FragmentOutput, FragmentError> {
-    check_range(kind, &items)?;
-    let range = items;
-    match *kind {
-        FragmentKind::ComputeProof {
-            dimension, seed, ..
-        } => cpu::compute_proof_cpu(dimension, seed, range),
-        FragmentKind::Training {
-            features,
-            classes,
-            samples,
-            learning_rate,
-            local_steps,
-            seed,
-            ..
-        } => cpu::training_cpu(
-            cpu::TrainingRun {
-                features: features as usize,
-                classes: classes as usize,
-                samples,
-                learning_rate,
-                local_steps,
-                seed,
-            },
-            range,
-        ),
-        FragmentKind::Inference {
-            features,
-            classes,
-            samples,
-            seed,
-            ..
-        } => cpu::inference_cpu(features as usize, classes as usize, samples, seed, range),
-        FragmentKind::DataProcessing {
-            operation,
-            chunk_size,
-            seed,
-            ..
-        } => cpu::data_cpu(operation, chunk_size, seed, range),
-    }
-}
-
-/// Refuses a range that is empty or runs past the task's last item.
-fn check_range(kind: &FragmentKind, items: &Range<u64>) -> Result<(), FragmentError> {
-    let total = kind.items()?;
-    if items.start >= items.end || items.end > total {
-        return Err(FragmentError::Range {
-            start: items.start,
-            end: items.end,
-            items: total,
-        });
-    }
-    Ok(())
+    output::check(kind, &items)?;
+    cpu::run(kind, items)
 }
 
 /// Lowercase hex of a digest.

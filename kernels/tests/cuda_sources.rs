@@ -85,7 +85,7 @@ fn run(harness: &Path, args: &[String]) -> Vec<String> {
 
 /// The harness's arguments.
 macro_rules! args {
-    ($($a:expr),* $(,)?) => { vec![$($a.to_string()),*] };
+    ($($a:expr),* $(,)?) => { [$($a.to_string()),*] };
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //! CPU reference path. Both commit to identical digests, so the choice never changes a
 //! result, only its speed.
 
-use super::cpu::compute_proof_output;
-use super::{FragmentError, FragmentKind, FragmentOutput, check_range, execute_range};
+use super::output;
+use super::{FragmentError, FragmentKind, FragmentOutput, execute_range};
 use crate::gpu::GpuError;
 use crate::gpu::compute_proof::ComputeProofGpu;
 use std::ops::Range;
@@ -122,12 +122,12 @@ impl Executor {
             },
         ) = (&self.gpu, kind)
         {
-            check_range(kind, &items)?;
+            output::check(kind, &items)?;
             let gpu = gpu.lock().unwrap_or_else(PoisonError::into_inner);
             match gpu.fragment(*dimension, *seed, items.clone()) {
                 Ok((root, t)) => {
                     return Ok(Execution {
-                        output: compute_proof_output(*dimension, items.end - items.start, &root),
+                        output: output::compute_proof(*dimension, items.end - items.start, &root),
                         device: Device::Gpu,
                         seconds: started.elapsed().as_secs_f64(),
                         gpu_busy_seconds: t.busy_s(),

@@ -1,0 +1,209 @@
+//! What every device shares for a fragment: the checks made before anything is
+//! allocated (nothing above [`crate::MAX_ALLOC_BYTES`]; each error names its field), and
+//! each kind's output from what the device computed (digest, work units and metrics, with
+//! the formulas of the parent module's docs). The runs themselves are in `cpu` and in
+//! [`crate::gpu`].
+
+use super::{FragmentError, FragmentKind, FragmentOutput, MAX_LOCAL_STEPS, hex};
+use crate::compute_proof;
+use crate::data::{self, Operation};
+use crate::inference;
+use crate::merkle::Hash;
+use crate::training::{self, DataSet};
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// Operations per byte of SHA-256 and of tokenizing (the operator's nominal costs).
+const SHA256_OPS_PER_BYTE: u64 = 16;
+const TOKENIZE_OPS_PER_BYTE: u64 = 4;
+/// Bytes of one `n×n` compute-proof product in flight on the CPU: `A` and `B` (i8), their
+/// i16 packed copies, and `C` (i32).
+const GEMM_BYTES_PER_ENTRY: u64 = 2 + 4 + 4;
+/// Bytes per product root with its share of the Merkle tree.
+const BYTES_PER_ROOT: u64 = 64;
+
+fn too_large(kind: &'static str, field: &'static str, bytes: u128) -> Result<(), FragmentError> {
+    if bytes > u128::from(crate::MAX_ALLOC_BYTES) {
+        return Err(FragmentError::TooLarge { kind, field, bytes });
+    }
+    Ok(())
+}
+
+fn metrics<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Parameters per model: `F·C + C`.
+fn model_params(features: u32, classes: u32) -> u64 {
+    (u64::from(features) + 1) * u64::from(classes)
+}
+
+/// Refuses parameters or a range no device may run. The limits are the CPU path's, on
+/// every device, so a fragment one device accepts every device can replay.
+pub(super) fn check(kind: &FragmentKind, items: &Range<u64>) -> Result<(), FragmentError> {
+    let total = kind.items()?;
+    if items.start >= items.end || items.end > total {
+        return Err(FragmentError::Range {
+            start: items.start,
+            end: items.end,
+            items: total,
+        });
+    }
+    let len = items.end - items.start;
+    let name = kind.name();
+    let model_err = |error| FragmentError::Model { kind: name, error };
+    match *kind {
+        FragmentKind::ComputeProof { dimension, .. } => {
+            if !(1..=compute_proof::MAX_N).contains(&(dimension as usize)) {
+                return Err(FragmentError::params(
+                    name,
+                    "dimension",
+                    "must be between 1 and 32768",
+                ));
+            }
+            let entries = u128::from(dimension) * u128::from(dimension);
+            too_large(
+                name,
+                "dimension",
+                entries * u128::from(GEMM_BYTES_PER_ENTRY),
+            )?;
+            too_large(
+                name,
+                "fragments",
+                u128::from(len) * u128::from(BYTES_PER_ROOT),
+            )
+        }
+        FragmentKind::Training {
+            features,
+            classes,
+            samples,
+            learning_rate,
+            local_steps,
+            seed,
+            ..
+        } => {
+            if !(1..=MAX_LOCAL_STEPS).contains(&local_steps) {
+                return Err(FragmentError::params(
+                    name,
+                    "localSteps",
+                    "must be between 1 and 100",
+                ));
+            }
+            training::check_learning_rate(learning_rate).map_err(model_err)?;
+            let data = DataSet::new(features as usize, classes as usize, samples, seed)
+                .map_err(model_err)?;
+            // Model, gradient and the scratch of one evaluation, besides the shard.
+            let model_bytes = u128::from(model_params(features, classes)) * 4 * 3;
+            too_large(name, "fragments", data.shard_bytes(len) + model_bytes)
+        }
+        FragmentKind::Inference {
+            features,
+            classes,
+            samples,
+            seed,
+        } => {
+            DataSet::new(features as usize, classes as usize, samples, seed).map_err(model_err)?;
+            let bytes = inference::forward_bytes(len, features as usize, classes as usize);
+            too_large(name, "fragments", bytes)
+        }
+        FragmentKind::DataProcessing { chunk_size, .. } => {
+            data::check(items, chunk_size)?;
+            Ok(())
+        }
+    }
+}
+
+/// A compute-proof fragment's output from its root.
+pub(super) fn compute_proof(dimension: u32, products: u64, root: &Hash) -> FragmentOutput {
+    let ops = 2 * u64::from(dimension).pow(3);
+    FragmentOutput {
+        digest: hex(root),
+        work_units: ops.saturating_mul(products),
+        metrics: metrics([
+            ("products", products.to_string()),
+            ("dimension", dimension.to_string()),
+        ]),
+    }
+}
+
+/// What a training fragment computed, on any device.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Trained {
+    /// The gradient commitment over every local step.
+    pub(crate) digest: Hash,
+    /// Mean loss before the first step.
+    pub(crate) initial_loss: f64,
+    /// Mean loss after the last step.
+    pub(crate) loss: f64,
+    /// Accuracy after the last step.
+    pub(crate) accuracy: f64,
+}
+
+/// A training fragment's output.
+pub(super) fn training(kind: &FragmentKind, samples: u64, t: &Trained) -> FragmentOutput {
+    let (features, classes, local_steps) = match *kind {
+        FragmentKind::Training {
+            features,
+            classes,
+            local_steps,
+            ..
+        } => (features, classes, local_steps),
+        _ => (0, 0, 0),
+    };
+    let ops = model_params(features, classes) * 6;
+    FragmentOutput {
+        digest: hex(&t.digest),
+        work_units: ops
+            .saturating_mul(samples)
+            .saturating_mul(u64::from(local_steps)),
+        metrics: metrics([
+            ("initialLoss", format!("{:.6}", t.initial_loss)),
+            ("loss", format!("{:.6}", t.loss)),
+            ("accuracy", format!("{:.6}", t.accuracy)),
+            ("samples", samples.to_string()),
+            ("localSteps", local_steps.to_string()),
+        ]),
+    }
+}
+
+/// An inference fragment's output from its digest and accuracy.
+pub(super) fn inference(
+    features: u32,
+    classes: u32,
+    samples: u64,
+    digest: &Hash,
+    accuracy: f64,
+) -> FragmentOutput {
+    let ops = model_params(features, classes) * 2;
+    FragmentOutput {
+        digest: hex(digest),
+        work_units: ops.saturating_mul(samples),
+        metrics: metrics([
+            ("accuracy", format!("{accuracy:.6}")),
+            ("samples", samples.to_string()),
+        ]),
+    }
+}
+
+/// A data-processing fragment's output.
+pub(super) fn data(
+    op: Operation,
+    bytes: u64,
+    chunks: u64,
+    tokens: u64,
+    root: &Hash,
+) -> FragmentOutput {
+    let per_byte = match op {
+        Operation::Sha256 => SHA256_OPS_PER_BYTE,
+        Operation::Tokenize => TOKENIZE_OPS_PER_BYTE,
+    };
+    FragmentOutput {
+        digest: hex(root),
+        work_units: per_byte.saturating_mul(bytes),
+        metrics: metrics([
+            ("bytes", bytes.to_string()),
+            ("chunks", chunks.to_string()),
+            ("tokens", tokens.to_string()),
+        ]),
+    }
+}
