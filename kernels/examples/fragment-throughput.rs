@@ -13,8 +13,9 @@
 use std::time::Instant;
 use zop_kernels::compute_proof::{self, cpu};
 use zop_kernels::data::Operation;
+use zop_kernels::fragment::executor::{Device, DevicePreference, Executor};
 use zop_kernels::fragment::{FragmentKind, execute_range};
-use zop_kernels::gpu::{self, compute_proof::ComputeProofGpu};
+use zop_kernels::gpu::{self, Gpu, GpuTimings};
 
 /// Peak dense int8 tensor rate in operations per second, from NVIDIA's datasheets.
 fn peak_int8_ops(name: &str) -> Option<f64> {
@@ -45,42 +46,9 @@ fn best<T>(reps: u32, mut f: impl FnMut() -> T) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
-fn cpu_kinds(quick: bool) {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("## CPU path ({threads} threads)");
-    let reps = if quick { 1 } else { 3 };
-    println!(
-        "| compute-proof n | products | fragment s | Gop/s | product alone s | commitment share |"
-    );
-    println!("|---|---|---|---|---|---|");
-    for (n, products) in [(256usize, 8u64), (512, 4), (1024, 2)] {
-        if quick && n > 512 {
-            continue;
-        }
-        let kind = FragmentKind::ComputeProof {
-            dimension: n as u32,
-            products,
-            seed: 1,
-        };
-        let mut ops = 0;
-        let frag = best(reps, || {
-            ops = execute_range(&kind, 0..products).unwrap().work_units;
-        });
-        let (a, b) = compute_proof::inputs(7, n).unwrap();
-        let product = best(reps, || cpu::matmul_threads(&a, &b, n, threads).unwrap());
-        let c = cpu::matmul_threads(&a, &b, n, threads).unwrap();
-        let commit = best(reps, || compute_proof::commit(&c, n).unwrap().root());
-        let per_product = frag / products as f64;
-        println!(
-            "| {n} | {products} | {frag:.3} | {:.2} | {product:.4} | {:.1}% |",
-            ops as f64 / frag / 1e9,
-            100.0 * commit / per_product
-        );
-    }
-    println!();
-    println!("| kind | parameters | items | fragment s | Gop/s |");
-    println!("|---|---|---|---|---|");
-    let kinds = [
+/// The other kinds, with parameters that take about 0.1 s on the CPU path here.
+fn other_kinds() -> Vec<(&'static str, &'static str, FragmentKind, u64)> {
+    vec![
         (
             "training",
             "F=256 C=10, 1 step",
@@ -128,8 +96,45 @@ fn cpu_kinds(quick: bool) {
             },
             64 << 20,
         ),
-    ];
-    for (name, params, kind, items) in kinds {
+    ]
+}
+
+fn cpu_kinds(quick: bool) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("## CPU path ({threads} threads)");
+    let reps = if quick { 1 } else { 3 };
+    println!(
+        "| compute-proof n | products | fragment s | Gop/s | product alone s | commitment share |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (n, products) in [(256usize, 8u64), (512, 4), (1024, 2)] {
+        if quick && n > 512 {
+            continue;
+        }
+        let kind = FragmentKind::ComputeProof {
+            dimension: n as u32,
+            products,
+            seed: 1,
+        };
+        let mut ops = 0;
+        let frag = best(reps, || {
+            ops = execute_range(&kind, 0..products).unwrap().work_units;
+        });
+        let (a, b) = compute_proof::inputs(7, n).unwrap();
+        let product = best(reps, || cpu::matmul_threads(&a, &b, n, threads).unwrap());
+        let c = cpu::matmul_threads(&a, &b, n, threads).unwrap();
+        let commit = best(reps, || compute_proof::commit(&c, n).unwrap().root());
+        let per_product = frag / products as f64;
+        println!(
+            "| {n} | {products} | {frag:.3} | {:.2} | {product:.4} | {:.1}% |",
+            ops as f64 / frag / 1e9,
+            100.0 * commit / per_product
+        );
+    }
+    println!();
+    println!("| kind | parameters | items | fragment s | Gop/s |");
+    println!("|---|---|---|---|---|");
+    for (name, params, kind, items) in other_kinds() {
         let mut ops = 0;
         let s = best(reps, || {
             ops = execute_range(&kind, 0..items).unwrap().work_units;
@@ -145,7 +150,7 @@ fn cpu_kinds(quick: bool) {
 fn gpu_compute_proof(quick: bool) {
     println!("## GPU path");
     let dev = match gpu::try_detect() {
-        Ok(g) if !g.is_empty() => match ComputeProofGpu::new(0) {
+        Ok(g) if !g.is_empty() => match Gpu::open(0) {
             Ok(d) => d,
             Err(e) => return println!("GPU present but the GPU path failed to open: {e}"),
         },
@@ -164,13 +169,13 @@ fn gpu_compute_proof(quick: bool) {
         let products = 8u64;
         let ops = 2.0 * f64::from(n).powi(3) * products as f64;
         // One warm-up fragment, then the fastest of three.
-        let _ = dev.fragment(n, 1, 0..1).unwrap();
+        let _ = dev.compute_proof(n, 1, 0..1).unwrap();
         let mut timings = Default::default();
         let frag = best(3, || {
-            timings = dev.fragment(n, 1, 0..products).unwrap().1;
+            timings = dev.compute_proof(n, 1, 0..products).unwrap().1;
         });
         let gemm = dev.gemm_seconds(n, 10).unwrap() * products as f64;
-        let t: gpu::compute_proof::GpuTimings = timings;
+        let t: GpuTimings = timings;
         println!(
             "| {n} | {products} | {frag:.4} | {:.1} | {:.1} | {:.1}% | {:.1}% | {:.1}% | {} |",
             ops / frag / 1e12,
@@ -186,8 +191,35 @@ fn gpu_compute_proof(quick: bool) {
     }
 }
 
+fn gpu_other_kinds() {
+    let Ok(ex) = Executor::open(DevicePreference::Gpu) else {
+        return;
+    };
+    println!();
+    println!(
+        "| kind | parameters | items | GPU fragment s | GPU Gop/s | CPU fragment s | GPU / CPU |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, params, kind, items) in other_kinds() {
+        let _ = ex.execute(&kind, 0..items).unwrap();
+        let mut ops = 0;
+        let gpu = best(3, || {
+            let run = ex.execute(&kind, 0..items).unwrap();
+            assert_eq!(run.device, Device::Gpu, "{:?}", run.gpu_fallback);
+            ops = run.output.work_units;
+        });
+        let cpu = best(1, || execute_range(&kind, 0..items).unwrap());
+        println!(
+            "| {name} | {params} | {items} | {gpu:.4} | {:.2} | {cpu:.3} | {:.1}× |",
+            ops as f64 / gpu / 1e9,
+            cpu / gpu
+        );
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     cpu_kinds(quick);
     gpu_compute_proof(quick);
+    gpu_other_kinds();
 }

@@ -1,12 +1,18 @@
 //! The GPU side of the kernels, through cudarc with every CUDA library loaded at run
 //! time: detection (what GPUs this machine has, for identification), the CUDA sources
-//! and their NVRTC compilation ([`source`]), and the GPU fragment paths
-//! ([`compute_proof`]). Finding no driver, no library or no GPU is a normal outcome,
-//! never a panic; the binary builds and runs without CUDA installed.
+//! and their NVRTC compilation ([`source`]), the opened device ([`device::Gpu`]) and
+//! the GPU path of each fragment kind ([`compute_proof`], [`data`], [`training`]).
+//! Finding no driver, no library or no GPU is a normal outcome, never a panic; the
+//! binary builds and runs without CUDA installed.
 
 pub mod compute_proof;
+pub mod data;
+pub mod device;
 mod launch;
 pub mod source;
+pub mod training;
+
+pub use device::{Gpu, GpuTimings};
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

@@ -50,23 +50,37 @@ impl Inference {
 
     /// The commitment (module docs).
     pub fn digest(&self) -> Hash {
-        let mut h = Sha256::new();
-        h.update(DIGEST_TAG);
-        for v in [self.features, self.classes] {
-            h.update((v as u32).to_le_bytes());
-        }
-        for (pred, probs) in self
-            .predictions
-            .iter()
-            .zip(self.probabilities.chunks_exact(self.classes))
-        {
-            h.update(pred.to_le_bytes());
-            for p in probs {
-                h.update(training::quantize(*p).to_le_bytes());
-            }
-        }
-        h.finalize().into()
+        commitment(
+            self.features,
+            self.classes,
+            &self.predictions,
+            &self.probabilities,
+        )
     }
+}
+
+/// The commitment to predictions and probabilities (`samples × classes`), on any device.
+pub fn commitment(
+    features: usize,
+    classes: usize,
+    predictions: &[u32],
+    probabilities: &[f32],
+) -> Hash {
+    let mut h = Sha256::new();
+    h.update(DIGEST_TAG);
+    for v in [features, classes] {
+        h.update((v as u32).to_le_bytes());
+    }
+    for (pred, probs) in predictions
+        .iter()
+        .zip(probabilities.chunks_exact(classes.max(1)))
+    {
+        h.update(pred.to_le_bytes());
+        for p in probs {
+            h.update(training::quantize(*p).to_le_bytes());
+        }
+    }
+    h.finalize().into()
 }
 
 /// Bytes [`forward`] allocates for `samples` samples of `classes` classes (logits and

@@ -216,6 +216,19 @@ impl GradientCommitment {
     }
 }
 
+/// What a training fragment computed, on any device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trained {
+    /// The gradient commitment over every local step.
+    pub digest: Hash,
+    /// Mean loss before the first step.
+    pub initial_loss: f64,
+    /// Mean loss after the last step.
+    pub loss: f64,
+    /// Accuracy after the last step.
+    pub accuracy: f64,
+}
+
 /// Loss, accuracy and gradient of a model on a shard.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
@@ -287,13 +300,19 @@ pub fn step(
 ) -> Result<Evaluation, TrainingError> {
     check_learning_rate(learning_rate)?;
     let e = evaluate(model, shard)?;
+    descend(model, &e.gradient, learning_rate);
+    Ok(e)
+}
+
+/// `θ ← θ − learning_rate · g`, entry by entry (each product rounded, then the
+/// difference): the update of [`step`], also applied on the host after a GPU evaluation.
+pub fn descend(model: &mut Model, g: &Gradient, learning_rate: f32) {
     let (w, b) = model.parts_mut();
     let params = w.iter_mut().chain(b.iter_mut());
-    let grads = e.gradient.weights.iter().chain(&e.gradient.bias);
+    let grads = g.weights.iter().chain(&g.bias);
     for (theta, g) in params.zip(grads) {
         *theta -= learning_rate * g;
     }
-    Ok(e)
 }
 
 /// The largest per-entry difference between this gradient and another correct f32

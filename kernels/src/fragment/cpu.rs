@@ -1,14 +1,14 @@
 //! The CPU reference path of each fragment kind, run after [`super::output::check`]
 //! accepted the parameters; the outputs are built by [`super::output`].
 
-use super::output::{self, Trained};
+use super::output;
 use super::{FragmentError, FragmentKind, FragmentOutput};
 use crate::compute_proof;
 use crate::data;
 use crate::inference;
 use crate::merkle::MerkleTree;
 use crate::seed;
-use crate::training::{self, DataSet, GradientCommitment, Model, TrainingError};
+use crate::training::{self, DataSet, GradientCommitment, Model, Trained, TrainingError};
 use std::num::NonZeroUsize;
 use std::ops::Range;
 

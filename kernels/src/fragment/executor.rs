@@ -1,13 +1,13 @@
 //! Which device runs a fragment. An [`Executor`] is opened once per worker process:
-//! with a GPU (and the CUDA driver, cuBLAS and NVRTC to drive it), compute-proof
-//! fragments run on the GPU path; everything else, and every GPU failure, runs on the
-//! CPU reference path. Both commit to identical digests, so the choice never changes a
-//! result, only its speed.
+//! with a GPU (and the CUDA driver, cuBLAS and NVRTC to drive it), every fragment runs
+//! on the GPU path; without one, and after any GPU failure, on the CPU reference path.
+//! Both commit to identical digests, so the choice never changes a result, only its
+//! speed. Parameters are checked before either path allocates anything.
 
 use super::output;
 use super::{FragmentError, FragmentKind, FragmentOutput, execute_range};
-use crate::gpu::GpuError;
-use crate::gpu::compute_proof::ComputeProofGpu;
+use crate::gpu::training::TrainingParams;
+use crate::gpu::{Gpu, GpuError, GpuTimings};
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
@@ -61,7 +61,7 @@ pub struct Execution {
 /// Runs fragments on the best device this process could open.
 #[derive(Debug)]
 pub struct Executor {
-    gpu: Option<Mutex<ComputeProofGpu>>,
+    gpu: Option<Mutex<Gpu>>,
     gpu_name: Option<String>,
     /// Why there is no GPU path, when there is none.
     gpu_absent: Option<String>,
@@ -82,7 +82,7 @@ impl Executor {
         if preference == DevicePreference::Cpu {
             return Ok(Self::cpu());
         }
-        match ComputeProofGpu::new(0) {
+        match Gpu::open(0) {
             Ok(gpu) => Ok(Self {
                 gpu_name: Some(gpu.device_name().to_string()),
                 gpu: Some(Mutex::new(gpu)),
@@ -115,19 +115,13 @@ impl Executor {
     ) -> Result<Execution, FragmentError> {
         let started = Instant::now();
         let mut gpu_fallback = None;
-        if let (
-            Some(gpu),
-            FragmentKind::ComputeProof {
-                dimension, seed, ..
-            },
-        ) = (&self.gpu, kind)
-        {
+        if let Some(gpu) = &self.gpu {
             output::check(kind, &items)?;
             let gpu = gpu.lock().unwrap_or_else(PoisonError::into_inner);
-            match gpu.fragment(*dimension, *seed, items.clone()) {
-                Ok((root, t)) => {
+            match on_gpu(&gpu, kind, items.clone()) {
+                Ok((output, t)) => {
                     return Ok(Execution {
-                        output: output::compute_proof(*dimension, items.end - items.start, &root),
+                        output,
                         device: Device::Gpu,
                         seconds: started.elapsed().as_secs_f64(),
                         gpu_busy_seconds: t.busy_s(),
@@ -146,6 +140,65 @@ impl Executor {
             gpu_fallback,
         })
     }
+}
+
+/// The GPU path of every kind, for items already checked.
+fn on_gpu(
+    gpu: &Gpu,
+    kind: &FragmentKind,
+    items: Range<u64>,
+) -> Result<(FragmentOutput, GpuTimings), GpuError> {
+    let len = items.end - items.start;
+    Ok(match *kind {
+        FragmentKind::ComputeProof {
+            dimension, seed, ..
+        } => {
+            let (root, t) = gpu.compute_proof(dimension, seed, items)?;
+            (output::compute_proof(dimension, len, &root), t)
+        }
+        FragmentKind::Training {
+            features,
+            classes,
+            samples,
+            learning_rate,
+            local_steps,
+            seed,
+            ..
+        } => {
+            let params = TrainingParams {
+                features,
+                classes,
+                samples,
+                learning_rate,
+                local_steps,
+                seed,
+            };
+            let (trained, t) = gpu.training(params, items)?;
+            (output::training(kind, len, &trained), t)
+        }
+        FragmentKind::Inference {
+            features,
+            classes,
+            samples,
+            seed,
+        } => {
+            let (digest, accuracy, t) = gpu.inference((features, classes), samples, seed, items)?;
+            (
+                output::inference(features, classes, len, &digest, accuracy),
+                t,
+            )
+        }
+        FragmentKind::DataProcessing {
+            operation,
+            chunk_size,
+            seed,
+            ..
+        } => {
+            let (run, t) = gpu.data(operation, seed, items, chunk_size)?;
+            let out = output::data(operation, len, run.chunks, run.tokens, &run.root);
+            (out, t)
+        }
+    })
 }
 
 #[cfg(test)]

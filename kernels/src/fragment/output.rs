@@ -9,7 +9,7 @@ use crate::compute_proof;
 use crate::data::{self, Operation};
 use crate::inference;
 use crate::merkle::Hash;
-use crate::training::{self, DataSet};
+use crate::training::{self, DataSet, Trained};
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -124,19 +124,6 @@ pub(super) fn compute_proof(dimension: u32, products: u64, root: &Hash) -> Fragm
             ("dimension", dimension.to_string()),
         ]),
     }
-}
-
-/// What a training fragment computed, on any device.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Trained {
-    /// The gradient commitment over every local step.
-    pub(crate) digest: Hash,
-    /// Mean loss before the first step.
-    pub(crate) initial_loss: f64,
-    /// Mean loss after the last step.
-    pub(crate) loss: f64,
-    /// Accuracy after the last step.
-    pub(crate) accuracy: f64,
 }
 
 /// A training fragment's output.

@@ -217,3 +217,167 @@ pub(super) fn gemm_i8(
     }?;
     Ok(())
 }
+
+/// `data_leaves(key, start, end, chunk, tokenize, tree, tokens)`: one leaf per chunk of
+/// bytes `start..end`, token counts summed into `tokens[0]`.
+pub(super) fn data_leaves(
+    stream: &CudaStream,
+    f: &CudaFunction,
+    [key, start, end, chunk]: [u64; 4],
+    tokenize: bool,
+    tree: &mut CudaSlice<u8>,
+    tokens: &mut CudaSlice<u64>,
+) -> Result<(), GpuError> {
+    if chunk == 0 || end <= start {
+        return Err(GpuError::Shape(format!(
+            "chunks of {chunk} over {start}..{end}"
+        )));
+    }
+    let chunks = (end - start).div_ceil(chunk);
+    need("the tree", tree.len(), 32 * chunks)?;
+    need("the token counter", tokens.len(), 1)?;
+    let tokenize = u32::from(tokenize);
+    let mut b = stream.launch_builder(f);
+    b.arg(&key)
+        .arg(&start)
+        .arg(&end)
+        .arg(&chunk)
+        .arg(&tokenize)
+        .arg(tree)
+        .arg(tokens);
+    // SAFETY: the arguments match `data_leaves(u64, u64, u64, u64, u32, u8*,
+    // unsigned long long*)` in data.cu; it writes 32 bytes per chunk of `tree` and the
+    // first element of `tokens` (both checked above), and `chunk > 0`.
+    unsafe { b.launch(grid(chunks)) }?;
+    Ok(())
+}
+
+/// `class_means(seed, features, classes, means)`.
+pub(super) fn class_means(
+    stream: &CudaStream,
+    f: &CudaFunction,
+    seed: u64,
+    features: u32,
+    classes: u32,
+    means: &mut CudaSlice<f32>,
+) -> Result<(), GpuError> {
+    let len = u64::from(features) * u64::from(classes);
+    need("the means", means.len(), len)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(&seed).arg(&features).arg(&classes).arg(means);
+    // SAFETY: the arguments match `class_means(u64, u32, u32, float*)` in training.cu,
+    // which writes the F·C means (checked above).
+    unsafe { b.launch(grid(len)) }?;
+    Ok(())
+}
+
+/// `generate_shard(seed, features, classes, samples, start, len, means, x, y)`.
+pub(super) fn generate_shard(
+    stream: &CudaStream,
+    f: &CudaFunction,
+    [seed, samples, start, len]: [u64; 4],
+    (features, classes): (u32, u32),
+    means: &CudaSlice<f32>,
+    x: &mut CudaSlice<f32>,
+    y: &mut CudaSlice<u32>,
+) -> Result<(), GpuError> {
+    if samples == 0 || classes == 0 {
+        return Err(GpuError::Shape("no samples or no classes".into()));
+    }
+    let (fu, cu) = (u64::from(features), u64::from(classes));
+    need("the means", means.len(), fu * cu)?;
+    need("x", x.len(), len * fu)?;
+    need("y", y.len(), len)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(&seed)
+        .arg(&features)
+        .arg(&classes)
+        .arg(&samples)
+        .arg(&start)
+        .arg(&len)
+        .arg(means)
+        .arg(x)
+        .arg(y);
+    // SAFETY: the arguments match `generate_shard(u64, u32, u32, u64, u64, u64, const
+    // float*, float*, u32*)`; it reads F·C means (labels are below `classes`) and writes
+    // len·F features and len labels, all checked above; `samples` and `classes` are
+    // non-zero divisors.
+    unsafe { b.launch(grid(len)) }?;
+    Ok(())
+}
+
+/// `softmax_residuals` or `softmax_forward` (same signature): inputs `(w, b, x, y)`,
+/// shape `(n, features, classes)`, outputs `(z, p, loss, out)`.
+pub(super) fn softmax(
+    stream: &CudaStream,
+    f: &CudaFunction,
+    (w, bias, x, y): (
+        &CudaSlice<f32>,
+        &CudaSlice<f32>,
+        &CudaSlice<f32>,
+        &CudaSlice<u32>,
+    ),
+    (n, features, classes): (u64, u32, u32),
+    (z, p, loss, out): (
+        &mut CudaSlice<f32>,
+        &mut CudaSlice<f32>,
+        &mut CudaSlice<f32>,
+        &mut CudaSlice<u32>,
+    ),
+) -> Result<(), GpuError> {
+    let (fu, cu) = (u64::from(features), u64::from(classes));
+    need("w", w.len(), fu * cu)?;
+    need("b", bias.len(), cu)?;
+    need("x", x.len(), n * fu)?;
+    need("y", y.len(), n)?;
+    need("z", z.len(), n * cu)?;
+    need("p", p.len(), n * cu)?;
+    need("loss", loss.len(), n)?;
+    need("out", out.len(), n)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(w)
+        .arg(bias)
+        .arg(x)
+        .arg(y)
+        .arg(&n)
+        .arg(&features)
+        .arg(&classes)
+        .arg(z)
+        .arg(p)
+        .arg(loss)
+        .arg(out);
+    // SAFETY: the arguments match `(const float*, const float*, const float*, const u32*,
+    // u64, u32, u32, float*, float*, float*, u32*)`, both kernels' signature; every
+    // buffer holds what n samples of F features and C classes touch (checked above), and
+    // a label at or above C is never used as an index.
+    unsafe { b.launch(grid(n)) }?;
+    Ok(())
+}
+
+/// `gradient(d, x, n, features, classes, gw, gb)`.
+pub(super) fn gradient(
+    stream: &CudaStream,
+    f: &CudaFunction,
+    (d, x): (&CudaSlice<f32>, &CudaSlice<f32>),
+    (n, features, classes): (u64, u32, u32),
+    (gw, gb): (&mut CudaSlice<f32>, &mut CudaSlice<f32>),
+) -> Result<(), GpuError> {
+    let (fu, cu) = (u64::from(features), u64::from(classes));
+    need("d", d.len(), n * cu)?;
+    need("x", x.len(), n * fu)?;
+    need("gw", gw.len(), fu * cu)?;
+    need("gb", gb.len(), cu)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(d)
+        .arg(x)
+        .arg(&n)
+        .arg(&features)
+        .arg(&classes)
+        .arg(gw)
+        .arg(gb);
+    // SAFETY: the arguments match `gradient(const float*, const float*, u64, u32, u32,
+    // float*, float*)`; it reads n·C residuals and n·F features and writes F·C + C
+    // entries, all checked above.
+    unsafe { b.launch(grid((fu + 1) * cu)) }?;
+    Ok(())
+}
