@@ -24,16 +24,16 @@ struct Buffers {
 }
 
 /// Bytes of GPU memory a fragment of `products` products of size `n` needs: `A` and
-/// `Bᵀ` (int8), `C` (int32), and the two trees.
+/// `Bᵀ` (int8), `C` (int32), each `n` rows of the leading dimension, and the two trees.
 pub fn fragment_bytes(n: u32, products: u64) -> u64 {
-    let n = u64::from(n);
-    6 * n * n + 32 * (tree_nodes(n) + tree_nodes(products))
+    let rows = u64::from(n) * launch::leading_dimension(n);
+    6 * rows + 32 * (tree_nodes(u64::from(n)) + tree_nodes(products))
 }
 
 impl Gpu {
     fn proof_buffers(&self, n: u32, products: u32) -> Result<Buffers, GpuError> {
         self.ensure_memory(fragment_bytes(n, u64::from(products)))?;
-        let len = (n as usize) * (n as usize);
+        let len = (u64::from(n) * launch::leading_dimension(n)) as usize;
         Ok(Buffers {
             a: self.stream.alloc_zeros(len)?,
             bt: self.stream.alloc_zeros(len)?,

@@ -104,7 +104,14 @@ fn need(what: &str, len: usize, at_least: u64) -> Result<(), GpuError> {
     Ok(())
 }
 
-/// `fill_i8(key, n, transpose, out)`: the `n²` int8 elements of the stream `key`.
+/// The leading dimension of an `n×n` compute-proof operand: `n` rounded up to a
+/// multiple of 4, as cuBLAS's int8 path requires.
+pub(super) fn leading_dimension(n: u32) -> u64 {
+    u64::from(n).div_ceil(4) * 4
+}
+
+/// `fill_i8(key, n, ld, transpose, out)`: the `n²` int8 elements of the stream `key`,
+/// rows [`leading_dimension`] apart.
 pub(super) fn fill_i8(
     stream: &CudaStream,
     f: &CudaFunction,
@@ -113,19 +120,21 @@ pub(super) fn fill_i8(
     transpose: bool,
     out: &mut CudaSlice<i8>,
 ) -> Result<(), GpuError> {
-    let len = u64::from(n) * u64::from(n);
-    need("the operand", out.len(), len)?;
+    let ld = leading_dimension(n);
+    need("the operand", out.len(), u64::from(n) * ld)?;
+    let ld = ld as u32;
     let transpose = u32::from(transpose);
     let mut b = stream.launch_builder(f);
-    b.arg(&key).arg(&n).arg(&transpose).arg(out);
-    // SAFETY: the arguments match `fill_i8(u64, u32, u32, signed char*)` in
-    // compute_proof.cu, and `out` holds the n² elements it writes (checked above).
-    unsafe { b.launch(grid(len.div_ceil(8).min(1 << 22))) }?;
+    b.arg(&key).arg(&n).arg(&ld).arg(&transpose).arg(out);
+    // SAFETY: the arguments match `fill_i8(u64, u32, u32, u32, signed char*)` in
+    // compute_proof.cu, and `out` holds the n·ld elements it may write (checked above).
+    let words = (u64::from(n) * u64::from(n)).div_ceil(8);
+    unsafe { b.launch(grid(words.min(1 << 22))) }?;
     Ok(())
 }
 
-/// `row_digests(c, n, tree)`: the `n` row digests of the `n×n` product `c`, as leaves
-/// `0..n` of `tree`.
+/// `row_digests(c, n, ld, tree)`: the `n` row digests of the `n×n` product `c` (rows
+/// [`leading_dimension`] apart), as leaves `0..n` of `tree`.
 pub(super) fn row_digests(
     stream: &CudaStream,
     f: &CudaFunction,
@@ -133,12 +142,14 @@ pub(super) fn row_digests(
     n: u32,
     tree: &mut CudaSlice<u8>,
 ) -> Result<(), GpuError> {
-    need("the product", c.len(), u64::from(n) * u64::from(n))?;
+    let ld = leading_dimension(n);
+    need("the product", c.len(), u64::from(n) * ld)?;
     need("the tree", tree.len(), 32 * u64::from(n))?;
+    let ld = ld as u32;
     let mut b = stream.launch_builder(f);
-    b.arg(c).arg(&n).arg(tree);
-    // SAFETY: the arguments match `row_digests(const int*, u32, u8*)`; it reads n² ints
-    // of `c` and writes 32·n bytes of `tree`, both checked above.
+    b.arg(c).arg(&n).arg(&ld).arg(tree);
+    // SAFETY: the arguments match `row_digests(const int*, u32, u32, u8*)`; it reads n
+    // rows of ld ints of `c` and writes 32·n bytes of `tree`, both checked above.
     unsafe { b.launch(grid(u64::from(n))) }?;
     Ok(())
 }
@@ -169,7 +180,8 @@ pub(super) fn merkle_level(
 /// `C = A·B` for `n×n` int8 operands with int32 accumulation, row-major, from `A` and
 /// the buffer `bt` holding `Bᵀ` row-major. cuBLAS is column-major, and a row-major `X`
 /// is its column-major `Xᵀ`: it computes `Cᵀ = Bᵀ·Aᵀ` in its "TN" form, reading `bt`
-/// transposed and `a` as is, and the column-major `Cᵀ` it writes is `C` row-major.
+/// transposed and `a` as is, and the column-major `Cᵀ` it writes is `C` row-major. All
+/// three have rows [`leading_dimension`] apart.
 pub(super) fn gemm_i8(
     blas: &CudaBlas,
     n: u32,
@@ -177,18 +189,19 @@ pub(super) fn gemm_i8(
     bt: &CudaSlice<i8>,
     c: &mut CudaSlice<i32>,
 ) -> Result<(), GpuError> {
-    let len = u64::from(n) * u64::from(n);
+    let len = u64::from(n) * leading_dimension(n);
     need("A", a.len(), len)?;
     need("Bt", bt.len(), len)?;
     need("C", c.len(), len)?;
-    let ld =
-        i32::try_from(n).map_err(|_| GpuError::Shape(format!("n = {n} exceeds cuBLAS's int")))?;
+    let too_big = |_| GpuError::Shape(format!("n = {n} exceeds cuBLAS's int"));
+    let m = i32::try_from(n).map_err(too_big)?;
+    let ld = i32::try_from(leading_dimension(n)).map_err(too_big)?;
     let stream = c.stream().clone();
     let (a_ptr, _a_sync) = a.device_ptr(&stream);
     let (bt_ptr, _bt_sync) = bt.device_ptr(&stream);
     let (c_ptr, _c_sync) = c.device_ptr_mut(&stream);
     let (alpha, beta) = (1i32, 0i32);
-    // SAFETY: all three buffers hold n² elements (checked above) and live until the
+    // SAFETY: all three buffers hold n·ld elements (checked above) and live until the
     // sync guards drop after the call is queued; alpha and beta are i32, as
     // CUBLAS_COMPUTE_32I requires, and outlive the call (host pointer mode: cuBLAS reads
     // them before returning).
@@ -197,9 +210,9 @@ pub(super) fn gemm_i8(
             *blas.handle(),
             blas_sys::cublasOperation_t::CUBLAS_OP_T,
             blas_sys::cublasOperation_t::CUBLAS_OP_N,
-            ld,
-            ld,
-            ld,
+            m,
+            m,
+            m,
             (&raw const alpha).cast::<c_void>(),
             bt_ptr as *const c_void,
             blas_sys::cudaDataType_t::CUDA_R_8I,

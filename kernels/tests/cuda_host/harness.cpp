@@ -60,24 +60,26 @@ static int compute_proof(char** argv) {
     u32 products = (u32)arg(argv, 2);
     u64 first = arg(argv, 3);
     u64 len = (u64)n * n;
-    std::vector<signed char> a(len), bt(len);
-    std::vector<int> c(len);
+    u32 ld = (n + 3) / 4 * 4;
+    std::vector<signed char> a((u64)n * ld), bt((u64)n * ld);
+    std::vector<int> c((u64)n * ld);
     std::vector<u8> tree(32 * tree_nodes(n)), roots(32 * tree_nodes(products));
     u64 product_key = stream_key(seed, 2);
     for (u32 slot = 0; slot < products; ++slot) {
         u64 product_seed = word(product_key, first + slot);
         for (u64 j = 0; j < (len + 7) / 8; ++j) {
-            fill_word(stream_key(product_seed, 0), j, n, 0, a.data());
-            fill_word(stream_key(product_seed, 1), j, n, 1, bt.data());
+            fill_word(stream_key(product_seed, 0), j, n, ld, 0, a.data());
+            fill_word(stream_key(product_seed, 1), j, n, ld, 1, bt.data());
         }
+        // What cuBLAS computes from the TN layout, with leading dimension ld.
         for (u64 i = 0; i < n; ++i) {
             for (u64 j = 0; j < n; ++j) {
                 int s = 0;
-                for (u64 k = 0; k < n; ++k) s += (int)a[i * n + k] * (int)bt[j * n + k];
-                c[i * n + j] = s;
+                for (u64 k = 0; k < n; ++k) s += (int)a[i * ld + k] * (int)bt[j * ld + k];
+                c[i * ld + j] = s;
             }
         }
-        for (u64 r = 0; r < n; ++r) row_digest(&c[r * n], n, &tree[32 * r]);
+        for (u64 r = 0; r < n; ++r) row_digest(&c[r * ld], n, &tree[32 * r]);
         u64 root = reduce(tree, n);
         for (int b = 0; b < 32; ++b) roots[32 * slot + b] = tree[32 * root + b];
     }
