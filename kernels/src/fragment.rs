@@ -30,7 +30,7 @@ mod output;
 use crate::compute_proof::ShapeError;
 use crate::data::{DataError, Operation};
 use crate::merkle::Hash;
-use crate::training::TrainingError;
+use crate::training::{TrainingError, TrainingParams};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -228,6 +228,29 @@ impl FragmentKind {
             Self::Training { .. } => "training",
             Self::Inference { .. } => "inference",
             Self::DataProcessing { .. } => "dataProcessing",
+        }
+    }
+
+    /// The training parameters, for a training kind.
+    pub fn training_params(&self) -> Option<TrainingParams> {
+        match *self {
+            Self::Training {
+                features,
+                classes,
+                samples,
+                learning_rate,
+                local_steps,
+                seed,
+                ..
+            } => Some(TrainingParams {
+                features,
+                classes,
+                samples,
+                learning_rate,
+                local_steps,
+                seed,
+            }),
+            _ => None,
         }
     }
 

@@ -216,6 +216,24 @@ impl GradientCommitment {
     }
 }
 
+/// A training fragment's parameters (a training [`crate::fragment::FragmentKind`]
+/// without its epochs, which only size the task).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainingParams {
+    /// Features per sample.
+    pub features: u32,
+    /// Classes.
+    pub classes: u32,
+    /// Distinct samples in the data set.
+    pub samples: u64,
+    /// Step size.
+    pub learning_rate: f32,
+    /// Gradient-descent steps on the shard.
+    pub local_steps: u32,
+    /// Task seed.
+    pub seed: u64,
+}
+
 /// What a training fragment computed, on any device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trained {

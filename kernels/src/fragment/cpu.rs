@@ -8,7 +8,9 @@ use crate::data;
 use crate::inference;
 use crate::merkle::MerkleTree;
 use crate::seed;
-use crate::training::{self, DataSet, GradientCommitment, Model, Trained, TrainingError};
+use crate::training::{
+    self, DataSet, GradientCommitment, Model, Trained, TrainingError, TrainingParams,
+};
 use std::num::NonZeroUsize;
 use std::ops::Range;
 
@@ -35,7 +37,12 @@ pub(super) fn run(kind: &FragmentKind, range: Range<u64>) -> Result<FragmentOutp
             output::compute_proof(dimension, len, &MerkleTree::new(roots).root())
         }
         FragmentKind::Training { .. } => {
-            output::training(kind, len, &train(kind, range).map_err(model_err)?)
+            let params = kind.training_params().ok_or(FragmentError::params(
+                "training",
+                "kind",
+                "is not training",
+            ))?;
+            output::training(&params, len, &train(&params, range).map_err(model_err)?)
         }
         FragmentKind::Inference {
             features,
@@ -62,27 +69,15 @@ pub(super) fn run(kind: &FragmentKind, range: Range<u64>) -> Result<FragmentOutp
 }
 
 /// `localSteps` gradient-descent steps from the seeded initial weights on the shard.
-fn train(kind: &FragmentKind, range: Range<u64>) -> Result<Trained, TrainingError> {
-    let FragmentKind::Training {
-        features,
-        classes,
-        samples,
-        learning_rate,
-        local_steps,
-        seed,
-        ..
-    } = *kind
-    else {
-        return Err(TrainingError::out_of_range("kind", 0, "training"));
-    };
-    let (f, c) = (features as usize, classes as usize);
-    let data = DataSet::new(f, c, samples, seed)?;
+fn train(t: &TrainingParams, range: Range<u64>) -> Result<Trained, TrainingError> {
+    let (f, c) = (t.features as usize, t.classes as usize);
+    let data = DataSet::new(f, c, t.samples, t.seed)?;
     let shard = data.shard(range)?;
-    let mut model = Model::initial(&data, seed);
+    let mut model = Model::initial(&data, t.seed);
     let mut commitment = GradientCommitment::new(f, c);
     let mut initial_loss = None;
-    for _ in 0..local_steps {
-        let e = training::step(&mut model, &shard, learning_rate)?;
+    for _ in 0..t.local_steps {
+        let e = training::step(&mut model, &shard, t.learning_rate)?;
         initial_loss.get_or_insert(e.loss);
         commitment.push(&e.gradient);
     }

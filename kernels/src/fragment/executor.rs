@@ -6,7 +6,6 @@
 
 use super::output;
 use super::{FragmentError, FragmentKind, FragmentOutput, execute_range};
-use crate::gpu::training::TrainingParams;
 use crate::gpu::{Gpu, GpuError, GpuTimings};
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
@@ -156,25 +155,12 @@ fn on_gpu(
             let (root, t) = gpu.compute_proof(dimension, seed, items)?;
             (output::compute_proof(dimension, len, &root), t)
         }
-        FragmentKind::Training {
-            features,
-            classes,
-            samples,
-            learning_rate,
-            local_steps,
-            seed,
-            ..
-        } => {
-            let params = TrainingParams {
-                features,
-                classes,
-                samples,
-                learning_rate,
-                local_steps,
-                seed,
-            };
+        FragmentKind::Training { .. } => {
+            let params = kind
+                .training_params()
+                .ok_or(GpuError::Shape("not a training kind".into()))?;
             let (trained, t) = gpu.training(params, items)?;
-            (output::training(kind, len, &trained), t)
+            (output::training(&params, len, &trained), t)
         }
         FragmentKind::Inference {
             features,

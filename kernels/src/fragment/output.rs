@@ -9,7 +9,7 @@ use crate::compute_proof;
 use crate::data::{self, Operation};
 use crate::inference;
 use crate::merkle::Hash;
-use crate::training::{self, DataSet, Trained};
+use crate::training::{self, DataSet, Trained, TrainingParams};
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -73,29 +73,10 @@ pub(super) fn check(kind: &FragmentKind, items: &Range<u64>) -> Result<(), Fragm
                 u128::from(len) * u128::from(BYTES_PER_ROOT),
             )
         }
-        FragmentKind::Training {
-            features,
-            classes,
-            samples,
-            learning_rate,
-            local_steps,
-            seed,
-            ..
-        } => {
-            if !(1..=MAX_LOCAL_STEPS).contains(&local_steps) {
-                return Err(FragmentError::params(
-                    name,
-                    "localSteps",
-                    "must be between 1 and 100",
-                ));
-            }
-            training::check_learning_rate(learning_rate).map_err(model_err)?;
-            let data = DataSet::new(features as usize, classes as usize, samples, seed)
-                .map_err(model_err)?;
-            // Model, gradient and the scratch of one evaluation, besides the shard.
-            let model_bytes = u128::from(model_params(features, classes)) * 4 * 3;
-            too_large(name, "fragments", data.shard_bytes(len) + model_bytes)
-        }
+        FragmentKind::Training { .. } => match kind.training_params() {
+            Some(t) => check_training(&t, len),
+            None => Ok(()),
+        },
         FragmentKind::Inference {
             features,
             classes,
@@ -113,6 +94,33 @@ pub(super) fn check(kind: &FragmentKind, items: &Range<u64>) -> Result<(), Fragm
     }
 }
 
+/// The checks of a training fragment of `len` items.
+fn check_training(t: &TrainingParams, len: u64) -> Result<(), FragmentError> {
+    let name = "training";
+    let model_err = |error| FragmentError::Model { kind: name, error };
+    let TrainingParams {
+        features,
+        classes,
+        samples,
+        learning_rate,
+        local_steps,
+        seed,
+    } = *t;
+    if !(1..=MAX_LOCAL_STEPS).contains(&local_steps) {
+        return Err(FragmentError::params(
+            name,
+            "localSteps",
+            "must be between 1 and 100",
+        ));
+    }
+    training::check_learning_rate(learning_rate).map_err(model_err)?;
+    let data =
+        DataSet::new(features as usize, classes as usize, samples, seed).map_err(model_err)?;
+    // Model, gradient and the scratch of one evaluation, besides the shard.
+    let model_bytes = u128::from(model_params(features, classes)) * 4 * 3;
+    too_large(name, "fragments", data.shard_bytes(len) + model_bytes)
+}
+
 /// A compute-proof fragment's output from its root.
 pub(super) fn compute_proof(dimension: u32, products: u64, root: &Hash) -> FragmentOutput {
     let ops = 2 * u64::from(dimension).pow(3);
@@ -127,16 +135,8 @@ pub(super) fn compute_proof(dimension: u32, products: u64, root: &Hash) -> Fragm
 }
 
 /// A training fragment's output.
-pub(super) fn training(kind: &FragmentKind, samples: u64, t: &Trained) -> FragmentOutput {
-    let (features, classes, local_steps) = match *kind {
-        FragmentKind::Training {
-            features,
-            classes,
-            local_steps,
-            ..
-        } => (features, classes, local_steps),
-        _ => (0, 0, 0),
-    };
+pub(super) fn training(p: &TrainingParams, samples: u64, t: &Trained) -> FragmentOutput {
+    let (features, classes, local_steps) = (p.features, p.classes, p.local_steps);
     let ops = model_params(features, classes) * 6;
     FragmentOutput {
         digest: hex(&t.digest),

@@ -8,26 +8,11 @@ use super::device::{Gpu, GpuTimings, secs};
 use super::{GpuError, guard, launch};
 use crate::inference;
 use crate::merkle::Hash;
-use crate::training::{self, DataSet, Gradient, GradientCommitment, Model, Trained};
+use crate::training::{
+    self, DataSet, Gradient, GradientCommitment, Model, Trained, TrainingParams,
+};
 use cudarc::driver::CudaSlice;
 use std::ops::Range;
-
-/// A training fragment's parameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TrainingParams {
-    /// Features per sample.
-    pub features: u32,
-    /// Classes.
-    pub classes: u32,
-    /// Distinct samples in the data set.
-    pub samples: u64,
-    /// Step size.
-    pub learning_rate: f32,
-    /// Gradient-descent steps on the shard.
-    pub local_steps: u32,
-    /// Task seed.
-    pub seed: u64,
-}
 
 /// A shard on the device, with the buffers of one evaluation.
 struct Shard {
