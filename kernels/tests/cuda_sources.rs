@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use zop_kernels::data::Operation;
 use zop_kernels::fragment::{FragmentKind, execute_range};
+use zop_kernels::gpu::report_skipped;
 use zop_kernels::gpu::source::{self, UNITS};
 
 fn cuda_dir() -> PathBuf {
@@ -16,10 +17,10 @@ fn cuda_dir() -> PathBuf {
 #[test]
 fn every_cuda_source_compiles_under_nvrtc() {
     if !source::nvrtc_available() {
-        eprintln!(
-            "skipped: no NVRTC library (libnvrtc.so) on the library path; .ci/run installs one"
+        return report_skipped(
+            "NVRTC compilation of kernels/cuda",
+            "no NVRTC library (libnvrtc.so) on the library path; e2e/scripts/tools.sh fetches one",
         );
-        return;
     }
     for unit in UNITS {
         let ptx = source::compile(unit, None)
@@ -92,7 +93,7 @@ macro_rules! args {
 fn the_cuda_kernels_commit_like_the_cpu_reference_bit_for_bit() {
     let harness = match host_harness() {
         Ok(h) => h,
-        Err(why) => return eprintln!("skipped: {why}"),
+        Err(why) => return report_skipped("CUDA device functions on the host", &why),
     };
     // Compute-proof: sizes below, at and across SHA-256's block of 16 words (n + 3 words
     // with padding), odd and even leaf counts, and product ranges not starting at 0.

@@ -8,12 +8,14 @@ use zop_kernels::fragment::executor::{Device, DevicePreference, Executor};
 use zop_kernels::fragment::{FragmentKind, execute_range};
 use zop_kernels::gpu;
 
+const CHECK: &str = "GPU versus CPU bit identity";
+
 #[test]
 fn gpu_and_cpu_commit_identically_for_every_kind() {
     let gpus = match gpu::try_detect() {
         Ok(g) if !g.is_empty() => g,
-        Ok(_) => return eprintln!("skipped: the CUDA driver reports no GPU"),
-        Err(e) => return eprintln!("skipped: no GPU ({e})"),
+        Ok(_) => return gpu::report_skipped(CHECK, "the CUDA driver reports no GPU"),
+        Err(e) => return gpu::report_skipped(CHECK, &format!("no GPU ({e})")),
     };
     let ex = Executor::open(DevicePreference::Gpu).expect("a detected GPU opens");
     eprintln!("GPU: {:?} ({:?})", ex.gpu_name(), gpus[0]);
