@@ -16,6 +16,7 @@ use zop_kernels::data::Operation;
 use zop_kernels::fragment::executor::{Device, DevicePreference, Executor};
 use zop_kernels::fragment::{FragmentKind, execute_range};
 use zop_kernels::gpu::{self, Gpu, GpuTimings};
+use zop_kernels::training::TrainingParams;
 
 /// Peak dense int8 tensor rate in operations per second, from NVIDIA's datasheets.
 fn peak_int8_ops(name: &str) -> Option<f64> {
@@ -53,13 +54,15 @@ fn other_kinds() -> Vec<(&'static str, &'static str, FragmentKind, u64)> {
             "training",
             "F=256 C=10, 1 step",
             FragmentKind::Training {
-                features: 256,
-                classes: 10,
-                samples: 20_000,
+                params: TrainingParams {
+                    features: 256,
+                    classes: 10,
+                    samples: 20_000,
+                    learning_rate: 0.1,
+                    local_steps: 1,
+                    seed: 1,
+                },
                 epochs: 1,
-                learning_rate: 0.1,
-                local_steps: 1,
-                seed: 1,
             },
             20_000u64,
         ),

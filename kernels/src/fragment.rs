@@ -64,23 +64,12 @@ pub enum FragmentKind {
     /// epoch). A fragment starts from the seeded initial weights and takes `localSteps`
     /// gradient-descent steps on its shard.
     Training {
-        /// Features per sample, 1 to 4096.
-        features: u32,
-        /// Classes, 2 to 1024.
-        classes: u32,
-        /// Distinct samples in the data set.
-        samples: u64,
+        /// The model, the data set and the steps.
+        #[serde(flatten)]
+        params: TrainingParams,
         /// Passes over the data, 1 to 100.
         #[serde(default = "one")]
         epochs: u32,
-        /// Step size, in (0, 10].
-        learning_rate: f32,
-        /// Gradient-descent steps per fragment, 1 to 100.
-        #[serde(default = "one")]
-        local_steps: u32,
-        /// Task seed (data and initial weights).
-        #[serde(default)]
-        seed: u64,
     },
     /// Forward passes of the reference model ([`crate::training::Model::reference`])
     /// over the seeded data set ([`crate::inference`]); the work items are the samples.
@@ -231,37 +220,12 @@ impl FragmentKind {
         }
     }
 
-    /// The training parameters, for a training kind.
-    pub fn training_params(&self) -> Option<TrainingParams> {
-        match *self {
-            Self::Training {
-                features,
-                classes,
-                samples,
-                learning_rate,
-                local_steps,
-                seed,
-                ..
-            } => Some(TrainingParams {
-                features,
-                classes,
-                samples,
-                learning_rate,
-                local_steps,
-                seed,
-            }),
-            _ => None,
-        }
-    }
-
     /// Work items in the whole task.
     pub fn items(&self) -> Result<u64, FragmentError> {
         let kind = self.name();
         let (items, field) = match self {
             Self::ComputeProof { products, .. } => (Some(*products), "products"),
-            Self::Training {
-                samples, epochs, ..
-            } => {
+            Self::Training { params, epochs } => {
                 if !(1..=MAX_EPOCHS).contains(epochs) {
                     return Err(FragmentError::params(
                         kind,
@@ -269,7 +233,7 @@ impl FragmentKind {
                         "must be between 1 and 100",
                     ));
                 }
-                (samples.checked_mul(u64::from(*epochs)), "samples")
+                (params.samples.checked_mul(u64::from(*epochs)), "samples")
             }
             Self::Inference { samples, .. } => (Some(*samples), "samples"),
             Self::DataProcessing { bytes, .. } => (Some(*bytes), "bytes"),

@@ -41,6 +41,7 @@ pub use model::Model;
 pub use synthetic::{DataSet, Shard};
 
 use crate::merkle::Hash;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// `2²⁰`: gradient entries are committed as `round(g · GRADIENT_SCALE)`.
@@ -216,22 +217,30 @@ impl GradientCommitment {
     }
 }
 
-/// A training fragment's parameters (a training [`crate::fragment::FragmentKind`]
-/// without its epochs, which only size the task).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What a training fragment runs: the model's shape, the data set and the steps (a
+/// training [`crate::fragment::FragmentKind`] without its epochs, which only size the
+/// task).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct TrainingParams {
-    /// Features per sample.
+    /// Features per sample, 1 to 4096.
     pub features: u32,
-    /// Classes.
+    /// Classes, 2 to 1024.
     pub classes: u32,
     /// Distinct samples in the data set.
     pub samples: u64,
-    /// Step size.
+    /// Step size, in (0, 10].
     pub learning_rate: f32,
-    /// Gradient-descent steps on the shard.
+    /// Gradient-descent steps per fragment, 1 to 100.
+    #[serde(default = "one_step")]
     pub local_steps: u32,
-    /// Task seed.
+    /// Task seed (data and initial weights).
+    #[serde(default)]
     pub seed: u64,
+}
+
+fn one_step() -> u32 {
+    1
 }
 
 /// What a training fragment computed, on any device.

@@ -9,6 +9,7 @@ use zop_kernels::data::Operation;
 use zop_kernels::fragment::{FragmentKind, execute_range};
 use zop_kernels::gpu::report_skipped;
 use zop_kernels::gpu::source::{self, UNITS};
+use zop_kernels::training::TrainingParams;
 
 fn cuda_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda")
@@ -155,13 +156,15 @@ fn the_cuda_kernels_commit_like_the_cpu_reference_bit_for_bit() {
         (33, 10, 1_000, 8, 500..750, 1.0, 3),
     ] {
         let kind = FragmentKind::Training {
-            features: f,
-            classes: c,
-            samples,
+            params: TrainingParams {
+                features: f,
+                classes: c,
+                samples,
+                learning_rate: lr,
+                local_steps: steps,
+                seed,
+            },
             epochs: 1,
-            learning_rate: lr,
-            local_steps: steps,
-            seed,
         };
         let cpu = execute_range(&kind, range.clone()).unwrap();
         let gpu = run(

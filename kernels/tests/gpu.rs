@@ -7,6 +7,7 @@ use zop_kernels::data::Operation;
 use zop_kernels::fragment::executor::{Device, DevicePreference, Executor};
 use zop_kernels::fragment::{FragmentKind, execute_range};
 use zop_kernels::gpu;
+use zop_kernels::training::TrainingParams;
 
 const CHECK: &str = "GPU versus CPU bit identity";
 
@@ -25,13 +26,15 @@ fn gpu_and_cpu_commit_identically_for_every_kind() {
         seed,
     };
     let training = |f: u32, c: u32, samples: u64, steps: u32| FragmentKind::Training {
-        features: f,
-        classes: c,
-        samples,
+        params: TrainingParams {
+            features: f,
+            classes: c,
+            samples,
+            learning_rate: 0.3,
+            local_steps: steps,
+            seed: 11,
+        },
         epochs: 1,
-        learning_rate: 0.3,
-        local_steps: steps,
-        seed: 11,
     };
     let cases = [
         (proof(1, 1, 0), 0..1),

@@ -158,13 +158,16 @@ pub async fn run(args: AgentArgs, shutdown: impl Future<Output = ()> + Send) -> 
         Some(s) => s,
         None => registered(&client, &args, &register, &hardware).await?,
     };
-    let engine = Engine::open(&args.engine).await?;
-    let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
-    let server = engine.serve_metrics(&args.engine, stopped).await?;
+    let engine = Engine::start(&args.engine).await?;
     tracing::info!(device = %state.device, "agent running");
     let (token_tx, token_rx) = tokio::sync::watch::channel(state.token.clone());
     let stop = Arc::new(AtomicBool::new(false));
-    let worker = tokio::spawn(pull_work(engine, client.clone(), token_rx, stop.clone()));
+    let worker = tokio::spawn(pull_work(
+        engine.clone(),
+        client.clone(),
+        token_rx,
+        stop.clone(),
+    ));
     tokio::pin!(shutdown);
     let mut interval = Duration::from_secs(1);
     loop {
@@ -173,10 +176,7 @@ pub async fn run(args: AgentArgs, shutdown: impl Future<Output = ()> + Send) -> 
                 tracing::info!("stopping: finishing the fragment in hand");
                 stop.store(true, Ordering::SeqCst);
                 let _ = worker.await;
-                let _ = stop_metrics.send(true);
-                if let Some(server) = server {
-                    let _ = server.await;
-                }
+                engine.shutdown().await;
                 return Ok(());
             }
             () = tokio::time::sleep(interval) => {}

@@ -7,7 +7,7 @@ use crate::metrics::WorkerMetrics;
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zop_kernels::fragment::executor::{DevicePreference, Executor};
@@ -26,8 +26,8 @@ pub enum DeviceArg {
 /// Execution options shared by `zop-worker pod` and `zop-worker agent`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EngineArgs {
-    /// Where fragments run. Compute-proof fragments use the GPU path when there is one;
-    /// the other kinds, and any fragment the GPU path fails, run on the CPU.
+    /// Where fragments run: every kind uses the GPU path when there is one; without one,
+    /// and for any fragment the GPU path fails, the CPU path runs.
     #[arg(long, env = "ZOP_DEVICE", value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
     /// Serve Prometheus metrics (`/metrics`) and `/healthz` on this address (port 0
@@ -36,7 +36,8 @@ pub struct EngineArgs {
     pub metrics_bind: Option<SocketAddr>,
 }
 
-/// The executor and the metrics of this worker process.
+/// The executor and the metrics of this worker process, with the metrics endpoint
+/// when `--metrics-bind` asks for one.
 #[derive(Debug)]
 pub struct Engine {
     /// Runs fragments on the device.
@@ -44,10 +45,12 @@ pub struct Engine {
     /// What was executed.
     pub metrics: WorkerMetrics,
     registry: Arc<Registry>,
+    /// The endpoint's stop signal and task, taken by [`Engine::shutdown`].
+    server: Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
 }
 
 impl Engine {
-    /// An engine over `executor`, with fresh metrics.
+    /// An engine over `executor`, with fresh metrics and no endpoint.
     pub fn new(executor: Executor) -> Self {
         let mut registry = zop_operator::metrics::registry();
         let metrics = WorkerMetrics::register(&mut registry);
@@ -55,12 +58,13 @@ impl Engine {
             executor,
             metrics,
             registry: Arc::new(registry),
+            server: Mutex::new(None),
         }
     }
 
     /// Opens the device `args` ask for (compiling the GPU kernels can take a second, so
-    /// this runs off the async threads).
-    pub async fn open(args: &EngineArgs) -> anyhow::Result<Arc<Self>> {
+    /// this runs off the async threads) and starts the metrics endpoint, if any.
+    pub async fn start(args: &EngineArgs) -> anyhow::Result<Arc<Self>> {
         let preference = match args.device {
             DeviceArg::Auto => DevicePreference::Auto,
             DeviceArg::Cpu => DevicePreference::Cpu,
@@ -70,23 +74,28 @@ impl Engine {
             .await?
             .context("--device gpu: the GPU path cannot be opened")?;
         match (executor.gpu_name(), executor.gpu_absent()) {
-            (Some(gpu), _) => tracing::info!(%gpu, "fragments run on the GPU where they can"),
+            (Some(gpu), _) => tracing::info!(%gpu, "fragments run on the GPU"),
             (None, why) => tracing::info!(why = why.unwrap_or(""), "fragments run on the CPU"),
         }
-        Ok(Arc::new(Self::new(executor)))
+        let engine = Self::new(executor);
+        if let Some(bind) = args.metrics_bind {
+            let (stop, stopped) = watch::channel(false);
+            let task = zop_operator::metrics::serve(bind, engine.registry.clone(), stopped).await?;
+            *engine.server.lock().unwrap_or_else(PoisonError::into_inner) = Some((stop, task));
+        }
+        Ok(Arc::new(engine))
     }
 
-    /// Serves the metrics until `stop` turns true, when `--metrics-bind` asks for it.
-    pub async fn serve_metrics(
-        &self,
-        args: &EngineArgs,
-        stop: watch::Receiver<bool>,
-    ) -> anyhow::Result<Option<JoinHandle<()>>> {
-        match args.metrics_bind {
-            Some(bind) => Ok(Some(
-                zop_operator::metrics::serve(bind, self.registry.clone(), stop).await?,
-            )),
-            None => Ok(None),
+    /// Stops the metrics endpoint and waits for it.
+    pub async fn shutdown(&self) {
+        let server = self
+            .server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((stop, task)) = server {
+            let _ = stop.send(true);
+            let _ = task.await;
         }
     }
 }

@@ -6,13 +6,14 @@
 use zop_kernels::data::Operation;
 use zop_kernels::fragment::executor::{Execution, Executor};
 use zop_kernels::fragment::{self, FragmentError, FragmentKind};
+use zop_kernels::training::TrainingParams;
 use zop_operator::api::task::{ComputeTaskSpec, DataOperation, WorkloadType};
 use zop_operator::gateway::protocol::FragmentSpan;
 use zop_operator::scheduler::slicer::OPS_PER_WORK_UNIT;
 use zop_operator::tasks::assignment::FragmentResult;
 
 /// Why a fragment could not run.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ExecError {
     /// The spec lacks the parameter block of its workload type.
     #[error("the task has no parameters for its workload ({0})")]
@@ -42,13 +43,15 @@ pub fn kind(spec: &ComputeTaskSpec) -> Result<FragmentKind, ExecError> {
                 .as_ref()
                 .ok_or(ExecError::MissingParams("training"))?;
             FragmentKind::Training {
-                features: p.model.features,
-                classes: p.model.classes,
-                samples: p.samples,
+                params: TrainingParams {
+                    features: p.model.features,
+                    classes: p.model.classes,
+                    samples: p.samples,
+                    learning_rate: p.learning_rate as f32,
+                    local_steps: 1,
+                    seed: p.seed,
+                },
                 epochs: p.epochs,
-                learning_rate: p.learning_rate as f32,
-                local_steps: 1,
-                seed: p.seed,
             }
         }
         WorkloadType::Inference => {
@@ -81,14 +84,14 @@ pub fn kind(spec: &ComputeTaskSpec) -> Result<FragmentKind, ExecError> {
     })
 }
 
-/// Executes one fragment and returns its committed result, with how it ran.
+/// Executes one fragment of a task of `kind` and returns its committed result, with how
+/// it ran.
 pub fn fragment(
     executor: &Executor,
-    spec: &ComputeTaskSpec,
+    kind: &FragmentKind,
     span: &FragmentSpan,
 ) -> Result<(FragmentResult, Execution), ExecError> {
-    let kind = kind(spec)?;
-    let run = executor.execute(&kind, span.start..span.end)?;
+    let run = executor.execute(kind, span.start..span.end)?;
     let result = FragmentResult {
         fragment: span.index,
         digest: run.output.digest.clone(),

@@ -37,9 +37,7 @@ pub async fn run(args: PodArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Outcome
     let client = GatewayClient::new(&args.gateway, &ca)?;
     let token = std::fs::read_to_string(&args.token_file)
         .with_context(|| format!("reading --token-file {}", args.token_file.display()))?;
-    let engine = Engine::open(&args.engine).await?;
-    let (stop_metrics, stopped) = tokio::sync::watch::channel(false);
-    let server = engine.serve_metrics(&args.engine, stopped).await?;
+    let engine = Engine::start(&args.engine).await?;
     let outcome = work::run_one(
         &engine,
         &client,
@@ -49,10 +47,7 @@ pub async fn run(args: PodArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Outcome
     )
     .await
     .context("executing the assignment");
-    let _ = stop_metrics.send(true);
-    if let Some(server) = server {
-        let _ = server.await;
-    }
+    engine.shutdown().await;
     let outcome = outcome?;
     tracing::info!(
         ?outcome,

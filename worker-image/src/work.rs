@@ -65,33 +65,40 @@ pub async fn run_one(
         fragments = work.fragments.len(),
         "executing assignment"
     );
-    let spec = Arc::new(work.spec);
+    // The task's spec, mapped once; a spec the kernels cannot describe fails its first
+    // fragment like any other refusal.
+    let kind = execute::kind(&work.spec).map(Arc::new);
+    let label = kind.as_ref().map_or("unknown", |k| k.name());
     let mut done = 0u32;
     for span in work.fragments {
         if stop.load(Ordering::SeqCst) {
             return Ok(Outcome::HandedBack { fragments: done });
         }
-        let (s, e) = (spec.clone(), engine.clone());
-        let result = tokio::task::spawn_blocking(move || execute::fragment(&e.executor, &s, &span))
-            .await
-            .map_err(|e| GatewayError::Refused {
-                status: 500,
-                reason: "WorkerPanicked".into(),
-                message: e.to_string(),
-            })?;
-        let kind = execute::kind(&spec).map_or("unknown", |k| k.name());
+        let result = match &kind {
+            Ok(k) => {
+                let (k, e) = (k.clone(), engine.clone());
+                tokio::task::spawn_blocking(move || execute::fragment(&e.executor, &k, &span))
+                    .await
+                    .map_err(|e| GatewayError::Refused {
+                        status: 500,
+                        reason: "WorkerPanicked".into(),
+                        message: e.to_string(),
+                    })?
+            }
+            Err(e) => Err(e.clone()),
+        };
         let result = match result {
             Ok((r, run)) => {
                 if let Some(why) = &run.gpu_fallback {
                     tracing::warn!(error = %why, "GPU path failed; the fragment ran on the CPU");
                 }
-                engine.metrics.completed(kind, &run, r.work_units);
+                engine.metrics.completed(label, &run, r.work_units);
                 r
             }
             Err(e) => {
                 // A fragment this worker cannot execute is left for reassignment.
                 tracing::error!(error = %e, "fragment failed");
-                engine.metrics.failed(kind);
+                engine.metrics.failed(label);
                 return Ok(Outcome::HandedBack { fragments: done });
             }
         };

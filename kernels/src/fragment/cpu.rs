@@ -36,12 +36,7 @@ pub(super) fn run(kind: &FragmentKind, range: Range<u64>) -> Result<FragmentOutp
             }
             output::compute_proof(dimension, len, &MerkleTree::new(roots).root())
         }
-        FragmentKind::Training { .. } => {
-            let params = kind.training_params().ok_or(FragmentError::params(
-                "training",
-                "kind",
-                "is not training",
-            ))?;
+        FragmentKind::Training { params, .. } => {
             output::training(&params, len, &train(&params, range).map_err(model_err)?)
         }
         FragmentKind::Inference {

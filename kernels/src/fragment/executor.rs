@@ -2,10 +2,10 @@
 //! with a GPU (and the CUDA driver, cuBLAS and NVRTC to drive it), every fragment runs
 //! on the GPU path; without one, and after any GPU failure, on the CPU reference path.
 //! Both commit to identical digests, so the choice never changes a result, only its
-//! speed. Parameters are checked before either path allocates anything.
+//! speed. Parameters are checked once, before either path allocates anything.
 
 use super::output;
-use super::{FragmentError, FragmentKind, FragmentOutput, execute_range};
+use super::{FragmentError, FragmentKind, FragmentOutput, cpu};
 use crate::gpu::{Gpu, GpuError, GpuTimings};
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
@@ -113,9 +113,9 @@ impl Executor {
         items: Range<u64>,
     ) -> Result<Execution, FragmentError> {
         let started = Instant::now();
+        output::check(kind, &items)?;
         let mut gpu_fallback = None;
         if let Some(gpu) = &self.gpu {
-            output::check(kind, &items)?;
             let gpu = gpu.lock().unwrap_or_else(PoisonError::into_inner);
             match on_gpu(&gpu, kind, items.clone()) {
                 Ok((output, t)) => {
@@ -130,7 +130,7 @@ impl Executor {
                 Err(e) => gpu_fallback = Some(e.to_string()),
             }
         }
-        let output = execute_range(kind, items)?;
+        let output = cpu::run(kind, items)?;
         Ok(Execution {
             output,
             device: Device::Cpu,
@@ -155,10 +155,7 @@ fn on_gpu(
             let (root, t) = gpu.compute_proof(dimension, seed, items)?;
             (output::compute_proof(dimension, len, &root), t)
         }
-        FragmentKind::Training { .. } => {
-            let params = kind
-                .training_params()
-                .ok_or(GpuError::Shape("not a training kind".into()))?;
+        FragmentKind::Training { params, .. } => {
             let (trained, t) = gpu.training(params, items)?;
             (output::training(&params, len, &trained), t)
         }
@@ -190,6 +187,7 @@ fn on_gpu(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fragment::execute_range;
 
     fn proof() -> FragmentKind {
         FragmentKind::ComputeProof {

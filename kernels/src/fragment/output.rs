@@ -73,10 +73,7 @@ pub(super) fn check(kind: &FragmentKind, items: &Range<u64>) -> Result<(), Fragm
                 u128::from(len) * u128::from(BYTES_PER_ROOT),
             )
         }
-        FragmentKind::Training { .. } => match kind.training_params() {
-            Some(t) => check_training(&t, len),
-            None => Ok(()),
-        },
+        FragmentKind::Training { params, .. } => check_training(&params, len),
         FragmentKind::Inference {
             features,
             classes,

@@ -15,13 +15,15 @@ fn proof(dimension: u32, products: u64) -> FragmentKind {
 
 fn training(samples: u64, local_steps: u32) -> FragmentKind {
     FragmentKind::Training {
-        features: 6,
-        classes: 3,
-        samples,
+        params: TrainingParams {
+            features: 6,
+            classes: 3,
+            samples,
+            learning_rate: 0.5,
+            local_steps,
+            seed: 17,
+        },
         epochs: 1,
-        learning_rate: 0.5,
-        local_steps,
-        seed: 17,
     }
 }
 
@@ -52,13 +54,15 @@ fn kinds_travel_as_camel_case_json_with_defaults() {
     assert_eq!(
         k,
         FragmentKind::Training {
-            features: 6,
-            classes: 3,
-            samples: 40,
+            params: TrainingParams {
+                features: 6,
+                classes: 3,
+                samples: 40,
+                learning_rate: 0.5,
+                local_steps: 1,
+                seed: 0,
+            },
             epochs: 1,
-            learning_rate: 0.5,
-            local_steps: 1,
-            seed: 0,
         }
     );
     let d: FragmentKind = serde_json::from_value(json!({
@@ -183,13 +187,15 @@ fn oversized_fragments_are_refused_before_allocating() {
     let e = execute_range(&proof(16_384, 1), 0..1).unwrap_err();
     assert_eq!((e.field(), e.category()), ("dimension", "FragmentTooLarge"));
     let big = FragmentKind::Training {
-        features: 4096,
-        classes: 2,
-        samples: 1 << 20,
+        params: TrainingParams {
+            features: 4096,
+            classes: 2,
+            samples: 1 << 20,
+            learning_rate: 0.1,
+            local_steps: 1,
+            seed: 0,
+        },
         epochs: 1,
-        learning_rate: 0.1,
-        local_steps: 1,
-        seed: 0,
     };
     assert_eq!(
         execute_range(&big, 0..1 << 20).unwrap_err().field(),
@@ -231,8 +237,8 @@ fn bad_parameters_are_errors_naming_the_field() {
     };
     let set_lr = |v: f32| {
         with(&move |k| {
-            if let FragmentKind::Training { learning_rate, .. } = k {
-                *learning_rate = v;
+            if let FragmentKind::Training { params, .. } = k {
+                params.learning_rate = v;
             }
         })
     };
@@ -248,19 +254,16 @@ fn bad_parameters_are_errors_naming_the_field() {
     );
     assert_eq!(
         field(with(&|k| {
-            if let FragmentKind::Training { classes, .. } = k {
-                *classes = 1;
+            if let FragmentKind::Training { params, .. } = k {
+                params.classes = 1;
             }
         })),
         "classes"
     );
     assert_eq!(
         field(with(&|k| {
-            if let FragmentKind::Training {
-                samples, epochs, ..
-            } = k
-            {
-                (*samples, *epochs) = (u64::MAX, 2);
+            if let FragmentKind::Training { params, epochs } = k {
+                (params.samples, *epochs) = (u64::MAX, 2);
             }
         })),
         "samples"
