@@ -396,6 +396,24 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
         Some(metrics_port),
     )
     .unwrap();
+    // Submitted before the agent is Online, the task could rightly fail for want of a
+    // CPU device (the operator runs with a 5 s no-device timeout).
+    wait_for(
+        "the agent's Device Online",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            Api::<Device>::all(client.clone())
+                .get_opt("agent-carol-cpu-box")
+                .await
+                .ok()
+                .flatten()?
+                .status
+                .filter(|s| s.phase == DevicePhase::Online)
+                .map(drop)
+        },
+    )
+    .await;
     let on_cpu: ComputeTask = serde_json::from_value(serde_json::json!({
         "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
         "metadata": { "name": "on-agent" },

@@ -310,7 +310,9 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("{}: {e}", e.field());
-            write_status(ctx, task, failed_status(&status, "InvalidSpec", &msg, task)).await?;
+            if !write_status(ctx, task, failed_status(&status, "InvalidSpec", &msg, task)).await? {
+                return Ok(Action::requeue(STALE_RETRY));
+            }
             return Ok(Action::await_change());
         }
     };
@@ -355,9 +357,8 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
         })
         .map(|c| c.last_transition_time.0.as_second());
     if !cancelled && !plan.waiting.is_empty() {
-        let (placed, unschedulable) = schedule(ctx, task, &plan, now).await?;
-        match unschedulable {
-            Some(why) => {
+        match schedule(ctx, task, &plan, now).await? {
+            (0, Some(why)) => {
                 ineligible_since.get_or_insert(now / 1000);
                 set(
                     &mut conds,
@@ -367,7 +368,8 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
                     &why,
                 );
             }
-            None if placed > 0 => {
+            (0, None) => {}
+            (placed, _) => {
                 ineligible_since = None;
                 set(
                     &mut conds,
@@ -377,7 +379,6 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
                     &format!("{placed} assignments placed"),
                 );
             }
-            None => {}
         }
     }
     let mut counts = plan.counts.clone();
@@ -417,6 +418,7 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
             ..TaskResult::default()
         });
     }
+    let mut ended = None;
     if !status.phase.is_terminal() {
         let message = match reason {
             crate::tasks::lifecycle::Reason::NoEligibleDevice => next
@@ -445,7 +447,7 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
             } else {
                 EventType::Warning
             };
-            event(ctx, task, kind, phase_reason(phase), message).await;
+            ended = Some((kind, message));
         }
     } else {
         next.phase = status.phase;
@@ -453,8 +455,11 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
     }
     ctx.metrics
         .observe_task(&ns, &uid, &next.fragments, next.phase.is_terminal());
-    if next != status {
-        write_status(ctx, task, next.clone()).await?;
+    if next != status && !write_status(ctx, task, next.clone()).await? {
+        return Ok(Action::requeue(STALE_RETRY));
+    }
+    if let Some((kind, message)) = ended {
+        event(ctx, task, kind, phase_reason(next.phase), message).await;
     }
     if next.phase.is_terminal() {
         return Ok(Action::requeue(Duration::from_secs(600)));
@@ -509,25 +514,34 @@ fn failed_status(
     s
 }
 
+/// Applies the task's status on the condition that the task is still the version this
+/// reconcile read: a status computed from a stale cache must not overwrite a newer one
+/// (its conditions would turn back time). `false` when the task changed meanwhile.
 async fn write_status(
     ctx: &Ctx,
     task: &ComputeTask,
     status: ComputeTaskStatus,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let api: Api<ComputeTask> =
         Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
     let patch = json!({
         "apiVersion": format!("{GROUP}/{VERSION}"),
         "kind": "ComputeTask",
+        "metadata": { "resourceVersion": task.resource_version() },
         "status": status,
     });
-    api.patch_status(
-        &task.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &task.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await;
+    match written {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn event(ctx: &Ctx, task: &ComputeTask, type_: EventType, reason: &str, note: String) {
@@ -713,6 +727,10 @@ async fn schedule(
 
 /// Assignment and Pod creates in flight at once.
 const WRITE_CONCURRENCY: usize = 128;
+
+/// How soon a reconcile that read a task older than the API server's runs again: the
+/// watch delivers the newer version within milliseconds.
+const STALE_RETRY: Duration = Duration::from_millis(300);
 
 /// How long written assignments may stay unseen before the cache is trusted again.
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);

@@ -107,8 +107,11 @@ pub fn next_phase(f: &Facts, limits: &Limits) -> (TaskPhase, Reason) {
     {
         return (TaskPhase::Failed, Reason::DeadlineExceeded);
     }
+    // Only work still waiting for a device can starve: a task whose fragments were all
+    // placed runs on, whatever an older Scheduled condition says.
     if let Some(since) = f.ineligible_since
         && c.running == 0
+        && c.pending > 0
         && f.now - since >= limits.no_device_timeout
     {
         return (TaskPhase::Failed, Reason::NoEligibleDevice);
@@ -222,6 +225,29 @@ mod tests {
         f.now = 59;
         assert_eq!(next_phase(&f, &l).0, TaskPhase::Pending);
         f.now = 60;
+        assert_eq!(
+            next_phase(&f, &l),
+            (TaskPhase::Failed, Reason::NoEligibleDevice)
+        );
+    }
+
+    #[test]
+    fn placed_work_does_not_starve_on_an_old_ineligible_condition() {
+        let l = Limits {
+            no_device_timeout: 5,
+            ..Limits::default()
+        };
+        let mut f = facts();
+        f.ineligible_since = Some(0);
+        f.now = 60;
+        f.counts = counts(0, 100, 100, 0);
+        assert_eq!(
+            next_phase(&f, &l),
+            (TaskPhase::Completed, Reason::AllFragmentsVerified)
+        );
+        f.counts = counts(0, 100, 0, 0);
+        assert_eq!(next_phase(&f, &l).0, TaskPhase::Verifying);
+        f.counts = counts(0, 40, 40, 0);
         assert_eq!(
             next_phase(&f, &l),
             (TaskPhase::Failed, Reason::NoEligibleDevice)
