@@ -1,4 +1,4 @@
-// SHA-256 (FIPS 180-4) for the commitments computed on the GPU: the row digests of
+// SHA-256 (FIPS 180-4) for the commitments computed on the GPU: the row pieces of
 // kernels/src/compute_proof.rs, the chunk leaves of kernels/src/data.rs and the Merkle
 // parents of kernels/src/merkle.rs, computed where the data lives so that only 32-byte
 // roots ever leave the GPU. Compiled after prelude.cuh.
@@ -53,10 +53,10 @@ ZOP_FN void sha256_out(const u32 h[8], u8* out) {
     }
 }
 
-// compute_proof.rs row_digest: SHA-256 of the row's n little-endian i32s. The message is
-// a whole number of words, so padding is word-aligned: word n is 0x80000000 and the last
-// two words of the last block hold the length in bits.
-ZOP_FN void row_digest(const int* row, u32 n, u8* out) {
+// SHA-256 of n little-endian i32s (a piece of a row in compute_proof.rs row_digest). The
+// message is a whole number of words, so padding is word-aligned: word n is 0x80000000
+// and the last two words of the last block hold the length in bits.
+ZOP_FN void words_digest(const int* row, u32 n, u8* out) {
     u64 total = ((u64)n + 3 + 15) / 16 * 16;
     u64 bits = (u64)n * 32;
     u32 h[8];

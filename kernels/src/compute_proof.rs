@@ -1,8 +1,14 @@
 //! The compute-proof fragment kind: `C = A·B` for `n×n` int8 matrices regenerated from
-//! a seed ([`crate::seed`]), with int32 results committed row by row: each row's
-//! little-endian i32 bytes are hashed with SHA-256 and the row digests are the leaves
-//! of a [`MerkleTree`]. A challenge names rows; the device answers with the rows and
-//! their Merkle proofs, and any honest device (CPU or GPU) reproduces them bit for bit.
+//! a seed ([`crate::seed`]), with int32 results committed row by row: a row's digest
+//! is the Merkle root over SHA-256 digests of its [`ROW_CHUNK`]-element pieces
+//! (little-endian i32 bytes), and the row digests are the leaves of the product's
+//! [`MerkleTree`]. A challenge names rows; the device answers with the rows and their
+//! Merkle proofs, and any honest device (CPU or GPU) reproduces them bit for bit.
+//!
+//! Why pieces: one SHA-256 stream per row is sequential, so a GPU could hash a product
+//! with only `n` threads, far too few to keep up with its int8 GEMM; with pieces it
+//! runs `n · ⌈n / ROW_CHUNK⌉` at once. A row of at most [`ROW_CHUNK`] elements is one
+//! piece, and its digest is that piece's SHA-256.
 //!
 //! This module owns the shapes, inputs and commitments; [`cpu`] owns the CPU product.
 
@@ -64,13 +70,25 @@ pub fn inputs(seed: u64, n: usize) -> Result<(Vec<i8>, Vec<i8>), ShapeError> {
     ))
 }
 
-/// SHA-256 of one row's little-endian i32 bytes.
+/// Elements of a row hashed as one leaf of the row's tree (2 KiB). Larger pieces cost
+/// the GPU parallelism; smaller ones cost both devices more parent hashes (about one
+/// SHA-256 block per 16 hashed now).
+pub const ROW_CHUNK: usize = 512;
+
+/// The digest of one row: the Merkle root over the SHA-256 of each [`ROW_CHUNK`]
+/// elements' little-endian bytes.
 pub fn row_digest(row: &[i32]) -> Hash {
-    let mut h = Sha256::new();
-    for v in row {
-        h.update(v.to_le_bytes());
-    }
-    h.finalize().into()
+    let pieces = row
+        .chunks(ROW_CHUNK)
+        .map(|piece| {
+            let mut h = Sha256::new();
+            for v in piece {
+                h.update(v.to_le_bytes());
+            }
+            h.finalize().into()
+        })
+        .collect();
+    MerkleTree::new(pieces).root()
 }
 
 /// The digest of every row of the `n×n` result `c`.
@@ -107,6 +125,23 @@ mod tests {
     fn row_digests_hash_little_endian_bytes() {
         let expected: Hash = Sha256::digest([1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]).into();
         assert_eq!(row_digest(&[1, -1]), expected);
+    }
+
+    #[test]
+    fn a_long_row_is_the_merkle_root_of_its_pieces() {
+        let row: Vec<i32> = (0..2 * ROW_CHUNK as i32 + 1).map(|v| v * 7 - 3).collect();
+        let piece = |p: &[i32]| -> Hash {
+            Sha256::digest(p.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).into()
+        };
+        let (p0, rest) = row.split_at(ROW_CHUNK);
+        let (p1, p2) = rest.split_at(ROW_CHUNK);
+        let expected =
+            crate::merkle::parent(&crate::merkle::parent(&piece(p0), &piece(p1)), &piece(p2));
+        assert_eq!(row_digest(&row), expected);
+        assert_eq!(row_digest(p0), piece(p0));
+        let mut changed = row.clone();
+        changed[2 * ROW_CHUNK] += 1;
+        assert_ne!(row_digest(&changed), expected);
     }
 
     #[test]

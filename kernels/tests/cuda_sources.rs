@@ -37,7 +37,7 @@ fn every_cuda_source_compiles_under_nvrtc() {
     let ptx = source::compile(source::COMPUTE_PROOF_UNIT, Some("compute_90"))
         .expect("compute_proof.cu compiles for Hopper")
         .to_src();
-    for kernel in ["fill_i8", "row_digests", "merkle_level"] {
+    for kernel in ["fill_i8", "row_pieces", "row_levels", "merkle_level"] {
         assert!(
             ptx.contains(&format!(".entry {kernel}(")),
             "no kernel {kernel}"
@@ -97,7 +97,8 @@ fn the_cuda_kernels_commit_like_the_cpu_reference_bit_for_bit() {
         Err(why) => return report_skipped("CUDA device functions on the host", &why),
     };
     // Compute-proof: sizes below, at and across SHA-256's block of 16 words (n + 3 words
-    // with padding), odd and even leaf counts, and product ranges not starting at 0.
+    // with padding), odd and even leaf counts, product ranges not starting at 0, and rows
+    // hashed in several pieces.
     for (seed, n, products, first) in [
         (0u64, 1u32, 1u64, 0u64),
         (7, 2, 3, 0),
@@ -107,6 +108,9 @@ fn the_cuda_kernels_commit_like_the_cpu_reference_bit_for_bit() {
         (5, 29, 4, 2),
         (9, 45, 2, 0),
         (u64::MAX, 64, 1, 1),
+        // Rows of more than one 512-element piece: row trees of 2 and 3 pieces.
+        (13, 513, 1, 0),
+        (17, 1100, 1, 1),
     ] {
         let kind = FragmentKind::ComputeProof {
             dimension: n,

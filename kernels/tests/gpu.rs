@@ -44,6 +44,9 @@ fn gpu_and_cpu_commit_identically_for_every_kind() {
         (proof(256, 6, 4), 2..6),
         (proof(1000, 1, 5), 0..1),
         (proof(1024, 2, 6), 0..2),
+        // Rows of 5 and 9 pieces: row trees of 3 and 4 levels, through both buffers.
+        (proof(2049, 1, 7), 0..1),
+        (proof(4500, 1, 8), 0..1),
         (training(6, 3, 40, 1), 20..30),
         (training(64, 10, 5_000, 5), 1_000..4_000),
         (

@@ -1,7 +1,8 @@
 //! The compute-proof fragment on a GPU, committing to exactly what the CPU path commits
 //! to: for each product of the fragment, the inputs are regenerated from the product's
 //! seed on the device, `C = A·B` runs in cuBLAS (int8 in, int32 accumulation), the row
-//! digests and the product's Merkle tree are computed by the kernels of
+//! digests (every row piece at once, then the row trees) and the product's Merkle tree
+//! are computed by the kernels of
 //! `kernels/cuda/compute_proof.cu` and `sha256.cuh`, and the product roots become the
 //! leaves of the fragment's tree. Only the fragment's 32-byte root reaches the host.
 
@@ -17,6 +18,9 @@ struct Buffers {
     a: CudaSlice<i8>,
     bt: CudaSlice<i8>,
     c: CudaSlice<i32>,
+    /// Two levels of the row trees at a time: the pieces' digests, then each level
+    /// above them, alternating; the last level goes straight into `tree`.
+    rows: [CudaSlice<u8>; 2],
     /// The product's tree: `n` leaves and the levels above ([`tree_nodes`]).
     tree: CudaSlice<u8>,
     /// The fragment's tree over the product roots.
@@ -24,20 +28,34 @@ struct Buffers {
 }
 
 /// Bytes of GPU memory a fragment of `products` products of size `n` needs: `A` and
-/// `Bᵀ` (int8), `C` (int32), each `n` rows of the leading dimension, and the two trees.
+/// `Bᵀ` (int8), `C` (int32), each `n` rows of the leading dimension, two levels of the
+/// row trees, and the two trees.
 pub fn fragment_bytes(n: u32, products: u64) -> u64 {
-    let rows = u64::from(n) * launch::leading_dimension(n);
-    6 * rows + 32 * (tree_nodes(u64::from(n)) + tree_nodes(products))
+    let elements = u64::from(n) * launch::leading_dimension(n);
+    let [pieces, above] = row_level_nodes(n);
+    6 * elements + 32 * (pieces + above + tree_nodes(u64::from(n)) + tree_nodes(products))
+}
+
+/// Nodes of the two alternating row-tree buffers: every row's pieces, and the level
+/// above them (the largest that follows).
+fn row_level_nodes(n: u32) -> [u64; 2] {
+    let k = launch::row_pieces_of(n);
+    [u64::from(n) * k, u64::from(n) * k.div_ceil(2)]
 }
 
 impl Gpu {
     fn proof_buffers(&self, n: u32, products: u32) -> Result<Buffers, GpuError> {
         self.ensure_memory(fragment_bytes(n, u64::from(products)))?;
         let len = (u64::from(n) * launch::leading_dimension(n)) as usize;
+        let [pieces, above] = row_level_nodes(n);
         Ok(Buffers {
             a: self.stream.alloc_zeros(len)?,
             bt: self.stream.alloc_zeros(len)?,
             c: self.stream.alloc_zeros(len)?,
+            rows: [
+                self.stream.alloc_zeros(32 * pieces as usize)?,
+                self.stream.alloc_zeros(32 * above as usize)?,
+            ],
             tree: self
                 .stream
                 .alloc_zeros(32 * tree_nodes(u64::from(n)) as usize)?,
@@ -64,7 +82,7 @@ impl Gpu {
         let generated = self.event()?;
         launch::gemm_i8(&self.blas, n, &b.a, &b.bt, &mut b.c)?;
         let multiplied = self.event()?;
-        launch::row_digests(&self.stream, &self.k.row_digests, &b.c, n, &mut b.tree)?;
+        self.row_digests(b, n)?;
         let root = 32 * self.reduce(&mut b.tree, n)?;
         self.stream.memcpy_dtod(
             &b.tree.slice(root..root + 32),
@@ -75,6 +93,34 @@ impl Gpu {
         t.generate_s += secs(&start, &generated)?;
         t.compute_s += secs(&generated, &multiplied)?;
         t.commit_s += secs(&multiplied, &committed)?;
+        Ok(())
+    }
+
+    /// The row digests of the product in `b.c` into the leaves of `b.tree`: every
+    /// piece of every row at once, then the row trees level by level.
+    fn row_digests(&self, b: &mut Buffers, n: u32) -> Result<(), GpuError> {
+        let mut count = u32::try_from(launch::row_pieces_of(n))
+            .map_err(|_| GpuError::Shape(format!("matrix size n = {n} is out of range")))?;
+        let [pieces, above] = &mut b.rows;
+        let leaves = if count == 1 {
+            &mut b.tree
+        } else {
+            &mut *pieces
+        };
+        launch::row_pieces(&self.stream, &self.k.row_pieces, &b.c, n, leaves)?;
+        let mut from_pieces = true;
+        while count > 1 {
+            let (level, next) = if from_pieces {
+                (&*pieces, &mut *above)
+            } else {
+                (&*above, &mut *pieces)
+            };
+            let half = count.div_ceil(2);
+            let next = if half == 1 { &mut b.tree } else { next };
+            launch::row_levels(&self.stream, &self.k.row_levels, level, n, count, next)?;
+            from_pieces = !from_pieces;
+            count = half;
+        }
         Ok(())
     }
 

@@ -34,7 +34,8 @@ impl GpuTimings {
 #[derive(Debug)]
 pub(super) struct Kernels {
     pub(super) fill_i8: CudaFunction,
-    pub(super) row_digests: CudaFunction,
+    pub(super) row_pieces: CudaFunction,
+    pub(super) row_levels: CudaFunction,
     pub(super) merkle_level: CudaFunction,
     pub(super) data_leaves: CudaFunction,
     pub(super) class_means: CudaFunction,
@@ -100,7 +101,8 @@ impl Gpu {
             blas: CudaBlas::new(stream.clone())?,
             k: Kernels {
                 fill_i8: proof.load_function("fill_i8")?,
-                row_digests: proof.load_function("row_digests")?,
+                row_pieces: proof.load_function("row_pieces")?,
+                row_levels: proof.load_function("row_levels")?,
                 merkle_level: proof.load_function("merkle_level")?,
                 data_leaves: data.load_function("data_leaves")?,
                 class_means: training.load_function("class_means")?,

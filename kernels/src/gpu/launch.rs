@@ -133,24 +133,55 @@ pub(super) fn fill_i8(
     Ok(())
 }
 
-/// `row_digests(c, n, ld, tree)`: the `n` row digests of the `n×n` product `c` (rows
-/// [`leading_dimension`] apart), as leaves `0..n` of `tree`.
-pub(super) fn row_digests(
+/// Pieces a row of `n` elements is hashed in ([`crate::compute_proof::ROW_CHUNK`] each).
+pub(super) fn row_pieces_of(n: u32) -> u64 {
+    u64::from(n).div_ceil(crate::compute_proof::ROW_CHUNK as u64)
+}
+
+/// `row_pieces(c, n, ld, leaves)`: the SHA-256 of every piece of every row of the `n×n`
+/// product `c` (rows [`leading_dimension`] apart), row by row into `leaves`.
+pub(super) fn row_pieces(
     stream: &CudaStream,
     f: &CudaFunction,
     c: &CudaSlice<i32>,
     n: u32,
-    tree: &mut CudaSlice<u8>,
+    leaves: &mut CudaSlice<u8>,
 ) -> Result<(), GpuError> {
     let ld = leading_dimension(n);
+    let pieces = u64::from(n) * row_pieces_of(n);
     need("the product", c.len(), u64::from(n) * ld)?;
-    need("the tree", tree.len(), 32 * u64::from(n))?;
+    need("the row leaves", leaves.len(), 32 * pieces)?;
     let ld = ld as u32;
     let mut b = stream.launch_builder(f);
-    b.arg(c).arg(&n).arg(&ld).arg(tree);
-    // SAFETY: the arguments match `row_digests(const int*, u32, u32, u8*)`; it reads n
-    // rows of ld ints of `c` and writes 32·n bytes of `tree`, both checked above.
-    unsafe { b.launch(grid(u64::from(n))) }?;
+    b.arg(c).arg(&n).arg(&ld).arg(leaves);
+    // SAFETY: the arguments match `row_pieces(const int*, u32, u32, u8*)`; it reads n
+    // rows of ld ints of `c` and writes 32 bytes a piece to `leaves`, both checked above.
+    unsafe { b.launch(grid(pieces)) }?;
+    Ok(())
+}
+
+/// `row_levels(level, rows, count, next)`: one level of `rows` row trees at once, each
+/// row's `count` nodes of `level` into its `ceil(count / 2)` nodes of `next`.
+pub(super) fn row_levels(
+    stream: &CudaStream,
+    f: &CudaFunction,
+    level: &CudaSlice<u8>,
+    rows: u32,
+    count: u32,
+    next: &mut CudaSlice<u8>,
+) -> Result<(), GpuError> {
+    let parents = u64::from(rows) * u64::from(count).div_ceil(2);
+    need(
+        "the level",
+        level.len(),
+        32 * u64::from(rows) * u64::from(count),
+    )?;
+    need("the next level", next.len(), 32 * parents)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(level).arg(&rows).arg(&count).arg(next);
+    // SAFETY: the arguments match `row_levels(const u8*, u32, u32, u8*)`; it reads
+    // rows·count nodes of `level` and writes `parents` nodes of `next`, checked above.
+    unsafe { b.launch(grid(parents)) }?;
     Ok(())
 }
 

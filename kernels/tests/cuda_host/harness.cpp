@@ -1,10 +1,10 @@
 // Runs the device functions of kernels/cuda/ on the host, the way the kernels call
 // them, so that a machine without a GPU still checks the CUDA port against the Rust
-// reference bit for bit: SplitMix64, the transposed operand, SHA-256 row digests, chunk
-// leaves, Merkle levels, the synthetic data, the softmax forward pass, the residuals and
-// the gradient. What runs on the host in production (cuBLAS's exact integer product, the
-// weight update, quantizing and hashing the gradients) is done here the way
-// kernels/src/gpu/*.rs does it.
+// reference bit for bit: SplitMix64, the transposed operand, the SHA-256 row pieces and
+// row trees, chunk leaves, Merkle levels, the synthetic data, the softmax forward pass,
+// the residuals and the gradient. What runs on the host in production (cuBLAS's exact
+// integer product, the weight update, quantizing and hashing the gradients) is done here
+// the way kernels/src/gpu/*.rs does it.
 //
 // Usage (each prints what kernels/src/fragment.rs commits to, one value per line):
 //   harness compute-proof SEED N PRODUCTS FIRST          root
@@ -79,7 +79,19 @@ static int compute_proof(char** argv) {
                 c[i * ld + j] = s;
             }
         }
-        for (u64 r = 0; r < n; ++r) row_digest(&c[r * ld], n, &tree[32 * r]);
+        // The row trees, level by level, as gpu/compute_proof.rs launches them; the
+        // last level lands in the product tree's leaves.
+        u32 count = row_pieces_of(n);
+        std::vector<u8> level(32 * (u64)n * count), next;
+        for (u64 t = 0; t < (u64)n * count; ++t) row_piece(c.data(), n, ld, t, level.data());
+        while (count > 1) {
+            u32 half = (count + 1) / 2;
+            next.assign(32 * (u64)n * half, 0);
+            for (u64 t = 0; t < (u64)n * half; ++t) row_node(level.data(), count, t, next.data());
+            level.swap(next);
+            count = half;
+        }
+        std::memcpy(tree.data(), level.data(), 32 * (u64)n);
         u64 root = reduce(tree, n);
         for (int b = 0; b < 32; ++b) roots[32 * slot + b] = tree[32 * root + b];
     }
