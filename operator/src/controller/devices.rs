@@ -3,17 +3,16 @@
 //! writes, and the HardwarePlausible condition; writes only the fields it owns, and
 //! records an Event on every phase change.
 
-use super::{Config, Error, FIELD_MANAGER, recorder, retry_after};
+use super::{Config, Error, STALE_RETRY, apply_status, recorder, retry_after};
+use crate::api::DevicePhase;
 use crate::api::common::conditions;
 use crate::api::device::{Device, DeviceStatus};
-use crate::api::{DevicePhase, GROUP, VERSION};
 use crate::devices::identify::{is_onboarded, node_facts};
 use crate::devices::phase::{Facts, Liveness, available, next_phase};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -102,19 +101,16 @@ async fn reconcile(device: Arc<Device>, ctx: Arc<Ctx>) -> Result<Action, Error> 
         now,
         &ctx.config,
     );
-    if plan.owned != owned_fields(device.status.as_ref(), node.is_some()) {
-        let patch = json!({
-            "apiVersion": format!("{GROUP}/{VERSION}"),
-            "kind": "Device",
-            "status": plan.owned,
-        });
-        Api::<Device>::all(ctx.client.clone())
-            .patch_status(
-                &device.name_any(),
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
+    // A heartbeat the cache has not caught up with must not be judged missed.
+    if plan.owned != owned_fields(device.status.as_ref(), node.is_some())
+        && !apply_status(
+            &Api::<Device>::all(ctx.client.clone()),
+            &*device,
+            plan.owned,
+        )
+        .await?
+    {
+        return Ok(Action::requeue(STALE_RETRY));
     }
     if let Some(event) = plan.event {
         let reference = device.object_ref(&());

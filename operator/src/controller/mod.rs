@@ -15,6 +15,40 @@ use std::time::Duration;
 /// The field manager of every write the controllers make.
 pub const FIELD_MANAGER: &str = "zop-operator";
 
+/// How soon a reconcile that read an object older than the API server's runs again:
+/// the watch delivers the newer version within milliseconds.
+pub const STALE_RETRY: Duration = Duration::from_millis(300);
+
+/// Applies `status` to `obj` (server-side apply under [`FIELD_MANAGER`]) on the condition
+/// that `obj` is still the version this reconcile read. A status computed from a stale
+/// cache must not overwrite a newer one: its phase and conditions would turn back time.
+/// `false` when the object changed meanwhile (retry after [`STALE_RETRY`]).
+pub async fn apply_status<K>(
+    api: &kube::Api<K>,
+    obj: &K,
+    status: serde_json::Value,
+) -> Result<bool, Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::ResourceExt;
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "metadata": { "resourceVersion": obj.resource_version() },
+        "status": status,
+    });
+    let params = kube::api::PatchParams::apply(FIELD_MANAGER).force();
+    match api
+        .patch_status(&obj.name_any(), &params, &kube::api::Patch::Apply(&patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Settings shared by the controllers.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -5,10 +5,10 @@
 //! Pods, and applies the aggregated status. A finalizer removes pods and assignments.
 
 use super::task_metrics::TaskMetrics;
-use super::{Error, FIELD_MANAGER, recorder, spawn_store};
+use super::{Error, FIELD_MANAGER, STALE_RETRY, apply_status, recorder, spawn_store};
 use crate::api::common::{conditions, set_condition};
 use crate::api::task_status::{ComputeTaskStatus, TaskResult};
-use crate::api::{ComputeTask, Device, DeviceClass, DevicePhase, GROUP, TaskPhase, VERSION};
+use crate::api::{ComputeTask, Device, DeviceClass, DevicePhase, TaskPhase};
 use crate::labels;
 use crate::scheduler::cycle::{CycleConfig, CycleInput, QueuedTask, RetryPolicy, run_cycle};
 use crate::scheduler::placement::LoadState;
@@ -514,9 +514,6 @@ fn failed_status(
     s
 }
 
-/// Applies the task's status on the condition that the task is still the version this
-/// reconcile read: a status computed from a stale cache must not overwrite a newer one
-/// (its conditions would turn back time). `false` when the task changed meanwhile.
 async fn write_status(
     ctx: &Ctx,
     task: &ComputeTask,
@@ -524,24 +521,8 @@ async fn write_status(
 ) -> Result<bool, Error> {
     let api: Api<ComputeTask> =
         Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": format!("{GROUP}/{VERSION}"),
-        "kind": "ComputeTask",
-        "metadata": { "resourceVersion": task.resource_version() },
-        "status": status,
-    });
-    let written = api
-        .patch_status(
-            &task.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await;
-    match written {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    let status = serde_json::to_value(status).map_err(|e| Error::Invalid(e.to_string()))?;
+    apply_status(&api, task, status).await
 }
 
 async fn event(ctx: &Ctx, task: &ComputeTask, type_: EventType, reason: &str, note: String) {
@@ -727,10 +708,6 @@ async fn schedule(
 
 /// Assignment and Pod creates in flight at once.
 const WRITE_CONCURRENCY: usize = 128;
-
-/// How soon a reconcile that read a task older than the API server's runs again: the
-/// watch delivers the newer version within milliseconds.
-const STALE_RETRY: Duration = Duration::from_millis(300);
 
 /// How long written assignments may stay unseen before the cache is trusted again.
 const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(30);
