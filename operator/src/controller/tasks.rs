@@ -514,6 +514,8 @@ fn failed_status(
     s
 }
 
+/// Applies `status` over the version of `task` this reconcile read ([`apply_status`]);
+/// `false` when the task changed meanwhile.
 async fn write_status(
     ctx: &Ctx,
     task: &ComputeTask,
