@@ -296,11 +296,13 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     )
     .await;
 
-    // A node deleted mid-task: its fragment is reassigned, and the task completes.
+    // A node deleted mid-task: its fragment is reassigned, and the task completes. Each
+    // fragment is 30 products of 1024² (seconds of CPU, ten of them sharing two cores),
+    // so the node goes well before its fragment can finish.
     let moved = submit(
         &client,
         &team_b,
-        &task("survivor", 1024, 100, 10, &[RTX4090]),
+        &task("survivor", 1024, 300, 10, &[RTX4090]),
     )
     .await;
     let uid = moved.uid().unwrap();

@@ -29,44 +29,57 @@ struct Ctx {
     recorder: Recorder,
 }
 
-/// The Device controller, not yet running; its `store()` feeds the device metrics.
-/// Node changes re-reconcile the Device of the same name.
-pub fn controller(client: &Client) -> Controller<Device> {
-    Controller::new(
-        Api::<Device>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        Api::<Node>::all(client.clone()),
-        watcher::Config::default(),
-        |node| Some(ObjectRef::new(&node.name_any())),
-    )
+/// The Device controller, not yet running, and the Node store its reconciles read.
+pub struct Devices {
+    controller: Controller<Device>,
+    nodes: Store<Node>,
 }
 
-/// Runs `controller` until `shutdown` resolves.
+impl std::fmt::Debug for Devices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devices").finish_non_exhaustive()
+    }
+}
+
+impl Devices {
+    /// Builds the controller: Node changes re-reconcile the Device of the same name.
+    pub fn new(client: &Client) -> Self {
+        let (nodes, writer) = reflector::store();
+        // One Node watch both fills the store and triggers the reconciles, so a reconcile
+        // that a Node change triggered always reads that change. With two watches the
+        // trigger could come first: the reconcile would see the old Node, change nothing,
+        // and not look again until the accounting period.
+        let node_changes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects();
+        let controller = Controller::new(
+            Api::<Device>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .watches_stream(node_changes, |node| Some(ObjectRef::new(&node.name_any())));
+        Self { controller, nodes }
+    }
+
+    /// The Device store, which feeds the device metrics.
+    pub fn store(&self) -> Store<Device> {
+        self.controller.store()
+    }
+}
+
+/// Runs the Device controller until `shutdown` resolves.
 pub async fn run(
-    controller: Controller<Device>,
+    devices: Devices,
     client: Client,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (node_store, node_writer) = reflector::store();
-    let node_reflector = reflector(
-        node_writer,
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(|_| futures::future::ready(()));
-    tokio::spawn(node_reflector);
-    // Deciding before the Node cache is filled would turn every Node device Offline.
-    if node_store.wait_until_ready().await.is_err() {
-        return;
-    }
+    let Devices { controller, nodes } = devices;
     let ctx = Arc::new(Ctx {
         recorder: recorder(client.clone()),
         client,
         config,
-        nodes: node_store,
+        nodes,
     });
     controller
         .graceful_shutdown_on(shutdown)
@@ -88,6 +101,11 @@ pub async fn run(
 }
 
 async fn reconcile(device: Arc<Device>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    // Deciding before the Node store is filled would turn every Node device Offline. The
+    // controller fills it (it drives the Node watch) while this waits.
+    if ctx.nodes.wait_until_ready().await.is_err() {
+        return Ok(Action::requeue(STALE_RETRY));
+    }
     let now = Timestamp::now();
     let node = device
         .spec

@@ -2,6 +2,7 @@
 //! reflector stores, call `devices::*`, and write with server-side apply. They own no
 //! state of their own; everything that matters is in the API server.
 
+pub mod coalesce;
 pub mod devices;
 pub mod onboard;
 pub mod task_metrics;

@@ -130,27 +130,21 @@ pub async fn run(
         .await;
 }
 
-/// Ticks whenever a Device's phase changes, at most every two seconds.
+/// Ticks whenever a Device's phase changes, coalesced to at most one tick every two
+/// seconds (a change inside the gap is answered when it ends, never dropped).
 fn device_changes(client: Client) -> impl futures::Stream<Item = ()> + Send + 'static {
     let mut phases: HashMap<String, Option<DevicePhase>> = HashMap::new();
-    let mut last = Instant::now() - Duration::from_secs(10);
-    watcher(Api::<Device>::all(client), watcher::Config::default())
+    let changes = watcher(Api::<Device>::all(client), watcher::Config::default())
         .default_backoff()
         .applied_objects()
         .filter_map(move |d| {
-            let tick = match d {
-                Ok(d) => {
-                    let now = d.status.as_ref().map(|s| s.phase);
-                    let changed = phases.insert(d.name_any(), now) != Some(now);
-                    changed && last.elapsed() > Duration::from_secs(2)
-                }
-                Err(_) => false,
-            };
-            if tick {
-                last = Instant::now();
-            }
-            futures::future::ready(tick.then_some(()))
-        })
+            let changed = d.is_ok_and(|d| {
+                let now = d.status.as_ref().map(|s| s.phase);
+                phases.insert(d.name_any(), now) != Some(now)
+            });
+            futures::future::ready(changed.then_some(()))
+        });
+    super::coalesce::coalesce(changes, Duration::from_secs(2))
 }
 
 async fn reconcile(task: Arc<ComputeTask>, ctx: Arc<Ctx>) -> Result<Action, Error> {
