@@ -129,7 +129,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tokio::spawn(stop_on_signal(stop_tx.clone()));
 
     let mut registry = metrics::registry();
-    let devices = controller::devices::Devices::new(&client);
+    let devices = controller::devices::controller(&client);
     DeviceCollector::register(&mut registry, devices.store());
     let gateway_metrics = GatewayMetrics::new(&mut registry);
     let task_metrics = TaskMetrics::new(&mut registry);

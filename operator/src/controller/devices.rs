@@ -1,5 +1,5 @@
 //! The device controller: computes every Device's phase, identification (for Node
-//! devices) and online accounting from the Node store, the heartbeats the gateway
+//! devices) and online accounting from its Node (read fresh), the heartbeats the gateway
 //! writes, and the HardwarePlausible condition; writes only the fields it owns, and
 //! records an Event on every phase change.
 
@@ -15,8 +15,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -25,61 +25,34 @@ use std::time::Duration;
 struct Ctx {
     client: Client,
     config: Config,
-    nodes: Store<Node>,
     recorder: Recorder,
 }
 
-/// The Device controller, not yet running, and the Node store its reconciles read.
-pub struct Devices {
-    controller: Controller<Device>,
-    nodes: Store<Node>,
+/// The Device controller, not yet running; its `store()` feeds the device metrics.
+/// Node changes re-reconcile the Device of the same name.
+pub fn controller(client: &Client) -> Controller<Device> {
+    Controller::new(
+        Api::<Device>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        |node| Some(ObjectRef::new(&node.name_any())),
+    )
 }
 
-impl std::fmt::Debug for Devices {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Devices").finish_non_exhaustive()
-    }
-}
-
-impl Devices {
-    /// Builds the controller: Node changes re-reconcile the Device of the same name.
-    pub fn new(client: &Client) -> Self {
-        let (nodes, writer) = reflector::store();
-        // One Node watch both fills the store and triggers the reconciles, so a reconcile
-        // that a Node change triggered always reads that change. With two watches the
-        // trigger could come first: the reconcile would see the old Node, change nothing,
-        // and not look again until the accounting period.
-        let node_changes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .touched_objects();
-        let controller = Controller::new(
-            Api::<Device>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .watches_stream(node_changes, |node| Some(ObjectRef::new(&node.name_any())));
-        Self { controller, nodes }
-    }
-
-    /// The Device store, which feeds the device metrics.
-    pub fn store(&self) -> Store<Device> {
-        self.controller.store()
-    }
-}
-
-/// Runs the Device controller until `shutdown` resolves.
+/// Runs `controller` until `shutdown` resolves.
 pub async fn run(
-    devices: Devices,
+    controller: Controller<Device>,
     client: Client,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let Devices { controller, nodes } = devices;
     let ctx = Arc::new(Ctx {
         recorder: recorder(client.clone()),
         client,
         config,
-        nodes,
     });
     controller
         .graceful_shutdown_on(shutdown)
@@ -101,24 +74,19 @@ pub async fn run(
 }
 
 async fn reconcile(device: Arc<Device>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    // Deciding before the Node store is filled would turn every Node device Offline. The
-    // controller fills it (it drives the Node watch) while this waits.
-    if ctx.nodes.wait_until_ready().await.is_err() {
-        return Ok(Action::requeue(STALE_RETRY));
-    }
     let now = Timestamp::now();
-    let node = device
-        .spec
-        .source
-        .node
-        .as_ref()
-        .map(|n| ctx.nodes.get(&ObjectRef::new(&n.name)));
-    let plan = plan(
-        &device,
-        node.as_ref().map(|n| n.as_deref()),
-        now,
-        &ctx.config,
-    );
+    // The Node is read from the API server, not from a second watch's cache: a reconcile
+    // that a Node change triggered could otherwise read the Node from before the change,
+    // decide nothing changed, and not look again until the accounting period.
+    let node = match &device.spec.source.node {
+        Some(n) => Some(
+            Api::<Node>::all(ctx.client.clone())
+                .get_opt(&n.name)
+                .await?,
+        ),
+        None => None,
+    };
+    let plan = plan(&device, node.as_ref().map(Option::as_ref), now, &ctx.config);
     // A heartbeat the cache has not caught up with must not be judged missed.
     if plan.owned != owned_fields(device.status.as_ref(), node.is_some())
         && !apply_status(
