@@ -75,6 +75,11 @@ pub fn inputs(seed: u64, n: usize) -> Result<(Vec<i8>, Vec<i8>), ShapeError> {
 /// SHA-256 block per 16 hashed now).
 pub const ROW_CHUNK: usize = 512;
 
+/// Pieces a row of `n` elements is hashed in.
+pub fn pieces_per_row(n: u32) -> u32 {
+    n.div_ceil(ROW_CHUNK as u32)
+}
+
 /// The digest of one row: the Merkle root over the SHA-256 of each [`ROW_CHUNK`]
 /// elements' little-endian bytes.
 pub fn row_digest(row: &[i32]) -> Hash {

@@ -246,32 +246,32 @@ pub(super) async fn materialize(
         return Ok(dir);
     }
     if let Some(cm) = &volume.config_map {
-        let data = objects
-            .get(Kind::ConfigMap, &cm.name, cm.optional.unwrap_or(false))
-            .await?;
+        let items = cm.items.as_deref();
         write_keys(
+            objects,
             &dir,
-            &data,
-            cm.items.as_deref(),
-            cm.default_mode,
-            "configmap",
+            Kind::ConfigMap,
             &cm.name,
-        )?;
+            cm.optional,
+            items,
+            cm.default_mode,
+        )
+        .await?;
         return Ok(dir);
     }
     if let Some(secret) = &volume.secret {
         let name = secret.secret_name.clone().unwrap_or_default();
-        let data = objects
-            .get(Kind::Secret, &name, secret.optional.unwrap_or(false))
-            .await?;
+        let (items, mode) = (secret.items.as_deref(), secret.default_mode);
         write_keys(
+            objects,
             &dir,
-            &data,
-            secret.items.as_deref(),
-            secret.default_mode,
-            "secret",
+            Kind::Secret,
             &name,
-        )?;
+            secret.optional,
+            items,
+            mode,
+        )
+        .await?;
         return Ok(dir);
     }
     if let Some(downward) = &volume.downward_api {
@@ -292,29 +292,29 @@ pub(super) async fn materialize(
                     refresh_at: Instant::now() + ttl.mul_f64(0.8),
                 });
             } else if let Some(cm) = &source.config_map {
-                let data = objects
-                    .get(Kind::ConfigMap, &cm.name, cm.optional.unwrap_or(false))
-                    .await?;
+                let items = cm.items.as_deref();
                 write_keys(
+                    objects,
                     &dir,
-                    &data,
-                    cm.items.as_deref(),
-                    default_mode,
-                    "configmap",
+                    Kind::ConfigMap,
                     &cm.name,
-                )?;
-            } else if let Some(secret) = &source.secret {
-                let data = objects
-                    .get(Kind::Secret, &secret.name, secret.optional.unwrap_or(false))
-                    .await?;
-                write_keys(
-                    &dir,
-                    &data,
-                    secret.items.as_deref(),
+                    cm.optional,
+                    items,
                     default_mode,
-                    "secret",
+                )
+                .await?;
+            } else if let Some(secret) = &source.secret {
+                let items = secret.items.as_deref();
+                write_keys(
+                    objects,
+                    &dir,
+                    Kind::Secret,
                     &secret.name,
-                )?;
+                    secret.optional,
+                    items,
+                    default_mode,
+                )
+                .await?;
             } else if let Some(downward) = &source.downward_api {
                 write_downward(&dir, pod, downward.items.as_deref(), default_mode)?;
             } else {
@@ -332,17 +332,19 @@ pub(super) async fn materialize(
     )))
 }
 
-/// Writes `items` of `data` (or every key) as files.
-pub(super) fn write_keys(
+/// Writes `items` (or every key) of the ConfigMap or Secret `name` as files in `dir`;
+/// nothing when it is missing and `optional`.
+pub(super) async fn write_keys(
+    objects: &mut Objects,
     dir: &Path,
-    data: &Option<Data>,
+    kind: Kind,
+    name: &str,
+    optional: Option<bool>,
     items: Option<&[KeyToPath]>,
     default_mode: Option<i32>,
-    kind: &str,
-    name: &str,
 ) -> Result<(), RunError> {
-    let Some(data) = data else {
-        return Ok(()); // optional and missing
+    let Some(data) = objects.get(kind, name, optional.unwrap_or(false)).await? else {
+        return Ok(());
     };
     match items {
         Some(items) if !items.is_empty() => {
@@ -354,7 +356,7 @@ pub(super) fn write_keys(
             }
         }
         _ => {
-            for (key, bytes) in data {
+            for (key, bytes) in &data {
                 write_file(dir, key, bytes, file_mode(None, default_mode))?;
             }
         }

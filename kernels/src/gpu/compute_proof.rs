@@ -8,6 +8,7 @@
 
 use super::device::{Gpu, GpuTimings, secs, tree_nodes};
 use super::{GpuError, guard, launch};
+use crate::compute_proof::pieces_per_row;
 use crate::merkle::Hash;
 use crate::seed;
 use cudarc::driver::CudaSlice;
@@ -39,7 +40,7 @@ pub fn fragment_bytes(n: u32, products: u64) -> u64 {
 /// Nodes of the two alternating row-tree buffers: every row's pieces, and the level
 /// above them (the largest that follows).
 fn row_level_nodes(n: u32) -> [u64; 2] {
-    let k = launch::row_pieces_of(n);
+    let k = u64::from(pieces_per_row(n));
     [u64::from(n) * k, u64::from(n) * k.div_ceil(2)]
 }
 
@@ -99,8 +100,7 @@ impl Gpu {
     /// The row digests of the product in `b.c` into the leaves of `b.tree`: every
     /// piece of every row at once, then the row trees level by level.
     fn row_digests(&self, b: &mut Buffers, n: u32) -> Result<(), GpuError> {
-        let mut count = u32::try_from(launch::row_pieces_of(n))
-            .map_err(|_| GpuError::Shape(format!("matrix size n = {n} is out of range")))?;
+        let mut count = pieces_per_row(n);
         let [pieces, above] = &mut b.rows;
         let leaves = if count == 1 {
             &mut b.tree

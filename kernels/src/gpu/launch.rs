@@ -14,6 +14,7 @@
 #![allow(unsafe_code)]
 
 use super::GpuError;
+use crate::compute_proof::pieces_per_row;
 use cudarc::cublas::{CudaBlas, result as blas, sys as blas_sys};
 use cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DriverError, LaunchConfig,
@@ -133,11 +134,6 @@ pub(super) fn fill_i8(
     Ok(())
 }
 
-/// Pieces a row of `n` elements is hashed in ([`crate::compute_proof::ROW_CHUNK`] each).
-pub(super) fn row_pieces_of(n: u32) -> u64 {
-    u64::from(n).div_ceil(crate::compute_proof::ROW_CHUNK as u64)
-}
-
 /// `row_pieces(c, n, ld, leaves)`: the SHA-256 of every piece of every row of the `n×n`
 /// product `c` (rows [`leading_dimension`] apart), row by row into `leaves`.
 pub(super) fn row_pieces(
@@ -148,7 +144,7 @@ pub(super) fn row_pieces(
     leaves: &mut CudaSlice<u8>,
 ) -> Result<(), GpuError> {
     let ld = leading_dimension(n);
-    let pieces = u64::from(n) * row_pieces_of(n);
+    let pieces = u64::from(n) * u64::from(pieces_per_row(n));
     need("the product", c.len(), u64::from(n) * ld)?;
     need("the row leaves", leaves.len(), 32 * pieces)?;
     let ld = ld as u32;

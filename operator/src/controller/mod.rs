@@ -1,6 +1,8 @@
 //! The thin shells around the pure core: kube-runtime controllers that read from
-//! reflector stores, call `devices::*`, and write with server-side apply. They own no
-//! state of their own; everything that matters is in the API server.
+//! reflector stores (or, where a stale read would go unnoticed, the API server), call
+//! `devices::*`, and write with server-side apply, conditional on the version they read
+//! ([`apply_status`]). They own no state of their own; everything that matters is in the
+//! API server.
 
 pub mod coalesce;
 pub mod devices;
