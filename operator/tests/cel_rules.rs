@@ -1,19 +1,18 @@
 //! Client-side evaluation of the CEL rules (kube's `cel` feature) over the same invalid
 //! corpus the API server rejects in e2e, plus checks that valid objects pass.
 
-use kube::CustomResourceExt;
 use kube::core::cel::Validator;
 use serde_json::Value;
+use zop_operator::api::crds;
 use zop_operator::api::testdata::invalid_cases;
-use zop_operator::api::{ComputeTask, Device, Settlement};
 
+/// The schema of `kind` as published in `crds/` (after the format rewrite of
+/// `crds::all`), which is what the API server evaluates the rules against.
 fn schema_for(kind: &str) -> Value {
-    let crd = match kind {
-        "Device" => Device::crd(),
-        "ComputeTask" => ComputeTask::crd(),
-        "Settlement" => Settlement::crd(),
-        other => panic!("unknown kind {other}"),
-    };
+    let (_, crd) = crds::all()
+        .into_iter()
+        .find(|(_, crd)| crd.spec.names.kind == kind)
+        .unwrap_or_else(|| panic!("unknown kind {kind}"));
     let schema = crd.spec.versions[0]
         .schema
         .clone()
