@@ -154,4 +154,94 @@ mod tests {
         assert_eq!(counts[&("Offline".into(), "cpu".into())], 1);
         assert_eq!(counts.len(), 2);
     }
+
+    /// The metric name of an exposition line: the text before its labels or value.
+    fn sample_name(line: &str) -> &str {
+        line.split(['{', ' ']).next().unwrap_or(line)
+    }
+
+    #[test]
+    fn every_operator_metric_is_prefixed_once() {
+        use crate::api::task_status::FragmentCounts;
+        use crate::controller::task_metrics::TaskMetrics;
+        use crate::gateway::metrics::GatewayMetrics;
+        use kube::runtime::watcher;
+        use std::collections::BTreeSet;
+
+        // Registered as `run` registers them, with one sample of each.
+        let mut registry = registry();
+        let (store, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Apply(device(
+            DeviceClass::Gpu,
+            DevicePhase::Online,
+        )));
+        DeviceCollector::register(&mut registry, store);
+        let gateway = GatewayMetrics::new(&mut registry);
+        let tasks = TaskMetrics::new(&mut registry);
+        gateway.heartbeats.inc();
+        gateway.results.inc();
+        gateway.registration("accepted", "Registered");
+        gateway
+            .durations
+            .get_or_create(&crate::gateway::metrics::RouteLabels {
+                route: "/v1/register".into(),
+            })
+            .observe(0.01);
+        tasks.cycle(std::time::Duration::from_millis(3));
+        let counts = FragmentCounts {
+            total: 2,
+            pending: 1,
+            running: 1,
+            ..Default::default()
+        };
+        tasks.observe_task("team-a", "uid-1", &counts, false);
+
+        let text = render(&registry);
+        let mut families = BTreeSet::new();
+        let mut samples = BTreeSet::new();
+        for line in text.lines() {
+            let name = match line.strip_prefix("# TYPE ") {
+                Some(rest) => {
+                    families.insert(sample_name(rest));
+                    sample_name(rest)
+                }
+                None if line.starts_with('#') => continue,
+                None => {
+                    samples.insert(sample_name(line));
+                    sample_name(line)
+                }
+            };
+            assert!(
+                name.starts_with("zop_") && !name.starts_with("zop_zop_"),
+                "{name} is not prefixed exactly once:\n{text}"
+            );
+        }
+        for family in [
+            "zop_devices",
+            "zop_fragments",
+            "zop_gateway_heartbeats",
+            "zop_gateway_registrations",
+            "zop_gateway_request_duration_seconds",
+            "zop_gateway_results",
+            "zop_queue_depth",
+            "zop_scheduling_cycle_duration_seconds",
+        ] {
+            assert!(families.contains(family), "no {family} family:\n{text}");
+        }
+        for name in [
+            "zop_devices",
+            "zop_fragments",
+            "zop_gateway_heartbeats_total",
+            "zop_gateway_registrations_total",
+            "zop_gateway_request_duration_seconds_bucket",
+            "zop_gateway_request_duration_seconds_count",
+            "zop_gateway_results_total",
+            "zop_queue_depth",
+            "zop_scheduling_cycle_duration_seconds_bucket",
+            "zop_scheduling_cycle_duration_seconds_count",
+            "zop_scheduling_cycle_duration_seconds_sum",
+        ] {
+            assert!(samples.contains(name), "no {name} sample:\n{text}");
+        }
+    }
 }

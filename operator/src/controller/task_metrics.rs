@@ -41,17 +41,17 @@ impl TaskMetrics {
             tasks: Arc::default(),
         };
         registry.register(
-            "zop_scheduling_cycle_duration_seconds",
+            "scheduling_cycle_duration_seconds",
             "Duration of a scheduling cycle (snapshot, nominate, place)",
             m.cycles.clone(),
         );
         registry.register(
-            "zop_fragments",
+            "fragments",
             "Fragments of active tasks by state",
             m.fragments.clone(),
         );
         registry.register(
-            "zop_queue_depth",
+            "queue_depth",
             "Fragments waiting for a device, per namespace",
             m.queue.clone(),
         );
