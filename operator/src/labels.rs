@@ -14,10 +14,15 @@ pub const MANAGER: &str = "zop-operator";
 pub const GROUP_KEY: &str = "zoptoken.io/group-key";
 /// Links a device-token Secret, an assignment or a worker Pod to its Device.
 pub const DEVICE: &str = "zoptoken.io/device";
+/// An agent Device's host name as its machine reported it: two machines whose names
+/// sanitize to the same Device name are told apart by it.
+pub const AGENT_HOSTNAME: &str = "zoptoken.io/agent-hostname";
 /// Marks the ConfigMaps that persist assignments.
 pub const ASSIGNMENT: &str = "zoptoken.io/assignment";
 /// The UID of the ComputeTask an assignment or worker Pod belongs to.
 pub const TASK_UID: &str = "zoptoken.io/task-uid";
+/// The namespace of the ComputeTask a worker Pod belongs to.
+pub const TASK_NAMESPACE: &str = "zoptoken.io/task-namespace";
 /// The name of the ComputeTask a worker Pod belongs to.
 pub const TASK: &str = "zoptoken.io/task";
 /// The finalizer that cleans up a ComputeTask's pods and assignments.

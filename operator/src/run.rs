@@ -85,6 +85,7 @@ impl RunArgs {
         TaskConfig {
             namespace: self.namespace.clone(),
             pod: PodTemplate {
+                namespace: self.namespace.clone(),
                 image: t.worker_image.clone(),
                 gateway_url: t.worker_gateway_url.clone().unwrap_or_else(|| {
                     format!(

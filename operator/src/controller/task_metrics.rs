@@ -18,6 +18,11 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NamespaceLabels {
     namespace: String,
 }
@@ -28,6 +33,7 @@ pub struct TaskMetrics {
     cycles: Histogram,
     fragments: Family<StateLabels, Gauge>,
     queue: Family<NamespaceLabels, Gauge>,
+    invalid: Family<ReasonLabels, prometheus_client::metrics::counter::Counter>,
     tasks: Arc<Mutex<HashMap<String, (String, FragmentCounts)>>>,
 }
 
@@ -38,8 +44,14 @@ impl TaskMetrics {
             cycles: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             fragments: Family::default(),
             queue: Family::default(),
+            invalid: Family::default(),
             tasks: Arc::default(),
         };
+        registry.register(
+            "invalid_records",
+            "Assignment records ignored because they failed validation, by reason",
+            m.invalid.clone(),
+        );
         registry.register(
             "scheduling_cycle_duration_seconds",
             "Duration of a scheduling cycle (snapshot, nominate, place)",
@@ -56,6 +68,11 @@ impl TaskMetrics {
             m.queue.clone(),
         );
         m
+    }
+
+    /// Counts an assignment record ignored for `reason`.
+    pub fn invalid_record(&self, reason: &'static str) {
+        self.invalid.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// Records one cycle's duration.

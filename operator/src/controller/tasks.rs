@@ -17,6 +17,7 @@ use crate::scheduler::snapshot::Snapshot;
 use crate::tasks::assignment::{Assignment, State};
 use crate::tasks::lifecycle::{Facts, Limits, next_phase};
 use crate::tasks::plan::{TaskPlan, plan, result_digest};
+use crate::tasks::validate::{Invalid, TaskRef, validate};
 use crate::tasks::worker_pod::{self, PodTemplate};
 use crate::tasks::{assignment, record, summary};
 use futures::StreamExt;
@@ -68,6 +69,21 @@ struct Ctx {
     expected: Mutex<HashMap<String, (Instant, BTreeSet<String>)>>,
     /// One scheduling cycle at a time, so decisions see each other's load.
     cycle: tokio::sync::Mutex<()>,
+    /// Invalid records already reported (name and resource version), so each one gets
+    /// one Event and one count, not one per reconcile.
+    reported: Mutex<BTreeSet<(String, Option<String>)>>,
+    /// The worker ServiceAccount and CA ConfigMap exist.
+    worker_access: tokio::sync::OnceCell<()>,
+}
+
+/// An assignment record as read from the API server, not yet validated.
+#[derive(Debug, Clone)]
+struct Stored {
+    /// Its object name (ConfigMap or Pod).
+    name: String,
+    a: Assignment,
+    /// The ConfigMap's resource version; `None` while the record is its Pod's annotation.
+    version: Option<String>,
 }
 
 /// Runs the task controller until `shutdown` resolves.
@@ -80,14 +96,20 @@ pub async fn run(
 ) {
     let worker_pods = watcher::Config::default().labels("app.kubernetes.io/name=zop-worker");
     let assignment_cms = watcher::Config::default().labels(&format!("{}=true", labels::ASSIGNMENT));
+    // Worker Pods and assignment ConfigMaps live in the operator's namespace only: a
+    // lookalike in any other namespace is never read.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &config.namespace);
-    let pods = spawn_store(Api::<Pod>::all(client.clone()), worker_pods.clone());
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), &config.namespace);
+    let pods = spawn_store(pod_api.clone(), worker_pods.clone());
     let assignments = spawn_store(cms.clone(), assignment_cms.clone());
     let controller = Controller::new(
         Api::<ComputeTask>::all(client.clone()),
         watcher::Config::default(),
     )
-    .owns(Api::<Pod>::all(client.clone()), worker_pods)
+    .watches(pod_api, worker_pods, |pod| {
+        let a = record::from_pod(&pod)?;
+        Some(ObjectRef::new(&a.task).within(&a.task_namespace))
+    })
     .watches(cms, assignment_cms, |cm| {
         let a = record::from_config_map(&cm)?;
         Some(ObjectRef::new(&a.task).within(&a.task_namespace))
@@ -114,6 +136,8 @@ pub async fn run(
         metrics,
         expected: Mutex::default(),
         cycle: tokio::sync::Mutex::new(()),
+        reported: Mutex::default(),
+        worker_access: tokio::sync::OnceCell::new(),
     });
     controller
         .graceful_shutdown_on(shutdown)
@@ -170,46 +194,95 @@ fn now_ms() -> i64 {
     Timestamp::now().as_millisecond()
 }
 
-/// The task's assignments from the store, with their ConfigMaps' resource versions.
-fn assignments_of(ctx: &Ctx, uid: &str) -> Vec<(Assignment, Option<String>)> {
-    all_assignments(ctx, Some(uid))
-}
-
-/// Assignments from their ConfigMaps (with resource versions), plus those that exist so
-/// far only as their worker Pod's annotation (no version: no ConfigMap yet); of task
-/// `uid`, or of every task.
-fn all_assignments(ctx: &Ctx, uid: Option<&str>) -> Vec<(Assignment, Option<String>)> {
+/// Records from their ConfigMaps, plus those that exist so far only as their worker
+/// Pod's annotation; of task `uid`, or of every task. Unvalidated: see [`trusted`].
+fn stored(ctx: &Ctx, uid: Option<&str>) -> Vec<Stored> {
     let of_task = |labels: &std::collections::BTreeMap<String, String>| {
         uid.is_none_or(|u| labels.get(labels::TASK_UID).map(String::as_str) == Some(u))
     };
-    let mut by_name: HashMap<String, (Assignment, Option<String>)> = ctx
+    let mut by_name: HashMap<String, Stored> = ctx
         .assignments
         .state()
         .iter()
         .filter(|cm| of_task(cm.labels()))
         .filter_map(|cm| {
-            Some((
-                cm.name_any(),
-                (record::from_config_map(cm)?, cm.resource_version()),
-            ))
+            let stored = Stored {
+                name: cm.name_any(),
+                a: record::from_config_map(cm)?,
+                version: cm.resource_version(),
+            };
+            Some((stored.name.clone(), stored))
         })
         .collect();
     for pod in ctx.pods.state().iter().filter(|p| of_task(p.labels())) {
-        if let Some(a) = record::from_pod(pod) {
-            by_name.entry(pod.name_any()).or_insert((a, None));
+        if let Some(mut a) = record::from_pod(pod) {
+            a.pod_uid = pod.uid();
+            by_name.entry(pod.name_any()).or_insert(Stored {
+                name: pod.name_any(),
+                a,
+                version: None,
+            });
         }
     }
     by_name.into_values().collect()
 }
 
+/// The records of `task` that pass [`validate`], and those that do not.
+fn trusted(
+    ctx: &Ctx,
+    task: &ComputeTask,
+    slicing: &slicer::Slicing,
+    records: Vec<Stored>,
+) -> (Vec<Stored>, Vec<(Stored, Invalid)>) {
+    let (ns, name, uid) = (
+        task.namespace().unwrap_or_default(),
+        task.name_any(),
+        task.uid().unwrap_or_default(),
+    );
+    let of = TaskRef {
+        namespace: &ns,
+        name: &name,
+        uid: &uid,
+        slicing,
+    };
+    let known = |d: &str| ctx.devices.get(&ObjectRef::new(d)).is_some();
+    let mut good = Vec::with_capacity(records.len());
+    let mut bad = Vec::new();
+    for r in records {
+        match validate(&r.a, &r.name, &of, known) {
+            Ok(()) => good.push(r),
+            Err(e) => bad.push((r, e)),
+        }
+    }
+    (good, bad)
+}
+
+/// One warning Event and one count per invalid record (and version).
+async fn report_invalid(ctx: &Ctx, task: &ComputeTask, bad: Vec<(Stored, Invalid)>) {
+    for (r, why) in bad {
+        let fresh = ctx
+            .reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((r.name.clone(), r.version.clone()));
+        if !fresh {
+            continue;
+        }
+        tracing::warn!(record = %r.name, reason = why.reason(), error = %why, "ignoring an invalid assignment record");
+        ctx.metrics.invalid_record(why.reason());
+        let note = format!("assignment record {} ignored: {why}", r.name);
+        event(ctx, task, EventType::Warning, "InvalidRecord", note).await;
+    }
+}
+
 /// Whether every assignment written for `uid` is in the store yet.
-fn caught_up(ctx: &Ctx, uid: &str, seen: &[(Assignment, Option<String>)]) -> bool {
+fn caught_up(ctx: &Ctx, uid: &str, seen: &[Stored]) -> bool {
     let mut expected = ctx.expected.lock().unwrap_or_else(|e| e.into_inner());
     let Some((since, names)) = expected.get_mut(uid) else {
         return true;
     };
-    for (a, _) in seen {
-        names.remove(&record::name(&a.task_uid, a.start, a.attempt));
+    for r in seen {
+        names.remove(&r.name);
     }
     let done = names.is_empty() || since.elapsed() > EXPECTATION_TIMEOUT;
     if done {
@@ -235,7 +308,7 @@ fn lost_because(ctx: &Ctx, a: &Assignment, now: i64) -> Option<&'static str> {
         let name = record::name(&a.task_uid, a.start, a.attempt);
         match ctx
             .pods
-            .get(&ObjectRef::new(&name).within(&a.task_namespace))
+            .get(&ObjectRef::new(&name).within(&ctx.config.namespace))
         {
             None if now - a.created_ms > 15_000 => return Some("PodGone"),
             None => {}
@@ -262,12 +335,7 @@ async fn end_assignment(
     ended: bool,
 ) -> Result<(), Error> {
     write_assignment(ctx, &a, version).await?;
-    delete_pod(
-        ctx,
-        &a.task_namespace,
-        &record::name(&a.task_uid, a.start, a.attempt),
-    )
-    .await;
+    delete_pod(ctx, &record::name(&a.task_uid, a.start, a.attempt)).await;
     if !ended {
         let note = format!(
             "fragments {}..{} on {} lost ({why}); unfinished ones are reassigned",
@@ -310,35 +378,37 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
             return Ok(Action::await_change());
         }
     };
-    let mut seen = assignments_of(ctx, &uid);
-    if !caught_up(ctx, &uid, &seen) {
+    let records = stored(ctx, Some(&uid));
+    if !caught_up(ctx, &uid, &records) {
         return Ok(Action::requeue(Duration::from_millis(300)));
     }
+    let (mut seen, invalid) = trusted(ctx, task, &slicing, records);
+    report_invalid(ctx, task, invalid).await;
     let now = now_ms();
     let cancelled = task.spec.cancel || status.phase.is_terminal();
-    let mut losses: Vec<(Assignment, Option<String>, String)> = Vec::new();
-    for (a, version) in &mut seen {
-        if !matches!(a.state, State::Pending | State::Running) {
+    let mut losses: Vec<(Stored, String)> = Vec::new();
+    for r in &mut seen {
+        if !matches!(r.a.state, State::Pending | State::Running) {
             continue;
         }
         let why = if cancelled {
             Some("TaskEnded")
         } else {
-            lost_because(ctx, a, now)
+            lost_because(ctx, &r.a, now)
         };
         if let Some(why) = why {
-            a.lose(now);
-            losses.push((a.clone(), version.clone(), why.to_string()));
+            r.a.lose(now);
+            losses.push((r.clone(), why.to_string()));
         }
     }
     // A cancel can end hundreds of assignments at once: record and stop them in parallel.
     let written: Vec<Result<(), Error>> = futures::stream::iter(losses)
-        .map(|(a, version, why)| end_assignment(ctx, task, a, version, why, cancelled))
+        .map(|(r, why)| end_assignment(ctx, task, r.a, r.version, why, cancelled))
         .buffer_unordered(WRITE_CONCURRENCY)
         .collect()
         .await;
     written.into_iter().collect::<Result<Vec<()>, Error>>()?;
-    let assignments: Vec<Assignment> = seen.into_iter().map(|(a, _)| a).collect();
+    let assignments: Vec<Assignment> = seen.into_iter().map(|r| r.a).collect();
     let batch = batch_size_for(slicing.fragments(), ctx.config.max_assignments);
     let plan = plan(&slicing, &assignments, batch, &ctx.config.retry);
     let mut conds = status.conditions.clone();
@@ -534,8 +604,8 @@ async fn event(ctx: &Ctx, task: &ComputeTask, type_: EventType, reason: &str, no
     }
 }
 
-async fn delete_pod(ctx: &Ctx, ns: &str, name: &str) {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+async fn delete_pod(ctx: &Ctx, name: &str) {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) | Err(kube::Error::Api(_)) => {}
         Err(e) => tracing::warn!(error = %e, pod = name, "deleting a worker pod failed"),
@@ -556,41 +626,53 @@ async fn schedule(
     let started = Instant::now();
     let uid = task.uid().unwrap_or_default();
     let devices = ctx.devices.state();
-    let all = all_assignments(ctx, None);
-    let mut running: HashMap<&str, u32> = HashMap::new();
-    for (a, _) in &all {
-        if matches!(a.state, State::Pending | State::Running) {
-            *running.entry(a.device.as_str()).or_default() += a.len() - a.results.len() as u32;
-        }
-    }
-    let mut snapshot =
-        Snapshot::from_devices(devices.iter().map(AsRef::as_ref), &Default::default());
-    for d in &mut snapshot.devices {
-        d.running = d
-            .running
-            .max(running.get(d.name.as_str()).copied().unwrap_or(0));
+    let mut by_task: HashMap<String, Vec<Stored>> = HashMap::new();
+    for r in stored(ctx, None) {
+        by_task.entry(r.a.task_uid.clone()).or_default().push(r);
     }
     let mut queued = vec![queued_of(task, own.clone())];
+    // Live assignments per device: fragments still to run, and worker Pods (one each).
+    let mut running: HashMap<String, (u32, u32)> = HashMap::new();
+    let mut count_live = |records: &[Stored]| {
+        for r in records {
+            if matches!(r.a.state, State::Pending | State::Running) {
+                let e = running.entry(r.a.device.clone()).or_default();
+                e.0 = e.0.saturating_add(r.a.unfinished().len() as u32);
+                e.1 = e.1.saturating_add(1);
+            }
+        }
+    };
     for other in ctx.tasks.state() {
         let other_uid = other.uid().unwrap_or_default();
+        let Ok(slicing) = slicer::slice(&other.spec) else {
+            continue;
+        };
+        // Other tasks' invalid records are theirs to report when they reconcile.
+        let (theirs, _) = trusted(
+            ctx,
+            &other,
+            &slicing,
+            by_task.remove(&other_uid).unwrap_or_default(),
+        );
+        count_live(&theirs);
         let active =
             other.status.as_ref().is_none_or(|s| !s.phase.is_terminal()) && !other.spec.cancel;
         if other_uid == uid || !active {
             continue;
         }
-        let Ok(slicing) = slicer::slice(&other.spec) else {
-            continue;
-        };
-        let theirs: Vec<Assignment> = all
-            .iter()
-            .filter(|(a, _)| a.task_uid == other_uid)
-            .map(|(a, _)| a.clone())
-            .collect();
+        let theirs: Vec<Assignment> = theirs.into_iter().map(|r| r.a).collect();
         let batch = batch_size_for(slicing.fragments(), ctx.config.max_assignments);
         queued.push(queued_of(
             &other,
             plan(&slicing, &theirs, batch, &ctx.config.retry),
         ));
+    }
+    let mut snapshot =
+        Snapshot::from_devices(devices.iter().map(AsRef::as_ref), &Default::default());
+    for d in &mut snapshot.devices {
+        let (fragments, pods) = running.get(d.name.as_str()).copied().unwrap_or((0, 0));
+        d.running = d.running.max(fragments);
+        d.units = pods;
     }
     let mut load = LoadState::new(&snapshot);
     let outcome = run_cycle(
@@ -613,7 +695,9 @@ async fn schedule(
     if mine.is_empty() {
         return Ok((0, why));
     }
-    ensure_worker_access(ctx, &task.namespace().unwrap_or_default()).await?;
+    ctx.worker_access
+        .get_or_try_init(|| ensure_worker_access(ctx))
+        .await?;
     let nodes: HashMap<String, String> = devices
         .iter()
         .filter_map(|d| Some((d.name_any(), d.spec.source.node.as_ref()?.name.clone())))
@@ -634,6 +718,8 @@ async fn schedule(
             results: Vec::new(),
             created_ms: now,
             updated_ms: now,
+            pod_uid: None,
+            claim_mismatches: 0,
         };
         let name = record::name(&uid, a.start, a.attempt);
         let cm = record::to_config_map(&ctx.config.namespace, &a)
@@ -641,21 +727,21 @@ async fn schedule(
         let gpus = u32::from(device.class == DeviceClass::Gpu && device.gpu_count > 0);
         let pod = match nodes.get(&device.name) {
             Some(node) => Some(
-                worker_pod::worker_pod(task, &a, &name, node, gpus, &ctx.config.pod)
+                worker_pod::worker_pod(&a, &name, node, gpus, &ctx.config.pod)
                     .map_err(|e| Error::Invalid(e.to_string()))?,
             ),
             None => None,
         };
-        writes.push((name, a.task_namespace, cm, pod));
+        writes.push((name, cm, pod));
     }
     // The writes of one cycle go out in parallel.
     let results: Vec<Result<String, Error>> = futures::stream::iter(writes)
-        .map(|(name, ns, cm, pod)| async move {
+        .map(|(name, cm, pod)| async move {
             match pod {
                 // The Pod carries its assignment; the ConfigMap follows with the first
                 // result (gateway) or a loss (controller): one write per placement.
                 Some(pod) => {
-                    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+                    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.config.namespace);
                     ignore_exists(pods.create(&PostParams::default(), &pod).await)?;
                 }
                 None => {
@@ -726,8 +812,10 @@ fn queued_of(task: &ComputeTask, plan: TaskPlan) -> QueuedTask {
     }
 }
 
-/// The ServiceAccount and CA ConfigMap worker Pods of a namespace need; idempotent.
-async fn ensure_worker_access(ctx: &Ctx, ns: &str) -> Result<(), Error> {
+/// The ServiceAccount and CA ConfigMap worker Pods need, in the operator's namespace;
+/// idempotent.
+async fn ensure_worker_access(ctx: &Ctx) -> Result<(), Error> {
+    let ns = ctx.config.namespace.as_str();
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     let sa = json!({
         "apiVersion": "v1", "kind": "ServiceAccount",
@@ -751,9 +839,8 @@ async fn ensure_worker_access(ctx: &Ctx, ns: &str) -> Result<(), Error> {
 /// On deletion: the task is Cancelled (Deleted), its pods and assignments go.
 async fn cleanup(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
     let uid = task.uid().unwrap_or_default();
-    let ns = task.namespace().unwrap_or_default();
     let lp = ListParams::default().labels(&record::selector(&uid));
-    Api::<Pod>::namespaced(ctx.client.clone(), &ns)
+    Api::<Pod>::namespaced(ctx.client.clone(), &ctx.config.namespace)
         .delete_collection(&DeleteParams::default(), &lp)
         .await?;
     Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.config.namespace)

@@ -33,6 +33,10 @@ pub struct GatewayMetrics {
     pub registrations: Family<RegistrationLabels, Counter>,
     /// Request durations by route.
     pub durations: Family<RouteLabels, Histogram>,
+    /// Credential lookups made on the API server (TokenReviews, token Secret reads).
+    pub auth_lookups: Counter,
+    /// Results whose claimed work units differed from the slicer's cost.
+    pub work_claim_mismatches: Counter,
 }
 
 impl GatewayMetrics {
@@ -45,7 +49,19 @@ impl GatewayMetrics {
             durations: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 14))
             }),
+            auth_lookups: Counter::default(),
+            work_claim_mismatches: Counter::default(),
         };
+        registry.register(
+            "gateway_auth_lookups",
+            "Credential lookups made on the API server (TokenReviews, token Secret reads)",
+            m.auth_lookups.clone(),
+        );
+        registry.register(
+            "gateway_work_claim_mismatches",
+            "Fragment results whose claimed work units differed from the slicer's cost",
+            m.work_claim_mismatches.clone(),
+        );
         registry.register(
             "gateway_heartbeats",
             "Heartbeats accepted",

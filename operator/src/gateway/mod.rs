@@ -1,9 +1,12 @@
 //! The gateway: an HTTPS server (axum on rustls) inside the operator, the only door for
 //! workers and agents. Agents register with a Group Key and heartbeat with a per-device
 //! token; worker pods present projected service-account tokens checked by TokenReview.
-//! Secrets are stored hashed; no credential is ever logged.
+//! Secrets are stored hashed; no credential is ever logged. Open connections are bounded,
+//! headers must arrive within a timeout, lookups of unknown credentials are rationed per
+//! client address, and authenticated callers are rate-limited per caller.
 
 pub mod auth;
+pub mod conn;
 pub mod metrics;
 pub mod protocol;
 pub mod routes;
@@ -15,7 +18,7 @@ use crate::api::Device;
 use crate::labels;
 use auth::Authenticator;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -25,7 +28,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use metrics::{GatewayMetrics, RouteLabels};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,12 +54,25 @@ pub struct GatewayConfig {
     /// Seconds between agent heartbeats.
     #[arg(long = "heartbeat-seconds", default_value_t = 10)]
     pub heartbeat_seconds: u32,
-    /// Requests per second allowed per credential.
+    /// Requests per second allowed per authenticated caller.
     #[arg(long = "gateway-rate", default_value_t = 5)]
     pub rate_per_second: u32,
-    /// Burst allowed per credential.
+    /// Burst allowed per authenticated caller.
     #[arg(long = "gateway-burst", default_value_t = 20)]
     pub burst: u32,
+    /// Credential lookups (TokenReviews, token Secret reads, registrations) per second
+    /// per client address, before anything about the caller is known.
+    #[arg(long = "gateway-lookup-rate", default_value_t = 20)]
+    pub lookup_rate: u32,
+    /// Burst of credential lookups per client address.
+    #[arg(long = "gateway-lookup-burst", default_value_t = 100)]
+    pub lookup_burst: u32,
+    /// Most connections open at once; more are closed on arrival.
+    #[arg(long = "gateway-max-connections", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request's headers.
+    #[arg(long = "gateway-header-timeout-seconds", default_value_t = 10)]
+    pub header_timeout_seconds: u64,
     /// Largest request body in bytes.
     #[arg(long = "gateway-body-limit", default_value_t = 64 * 1024)]
     pub body_limit: usize,
@@ -74,10 +90,16 @@ pub struct GatewayState {
     pub devices: Store<Device>,
     /// Caller authentication.
     pub auth: Authenticator,
-    /// Per-credential rate limits, keyed by credential hash.
+    /// Per-caller rate limits, keyed by [`auth::Principal::limit_key`].
     pub limiter: DefaultKeyedRateLimiter<String>,
     /// Metrics.
     pub metrics: GatewayMetrics,
+    /// Devices registered lately (by name: Group Key name, when), held while a
+    /// registration runs, so a key's quota holds before the Device cache shows them.
+    pub registrations: tokio::sync::Mutex<std::collections::HashMap<String, (String, Instant)>>,
+    /// How each task is sliced, by task UID: results are weighed with it.
+    pub slicings:
+        std::sync::Mutex<std::collections::HashMap<String, crate::scheduler::slicer::Slicing>>,
 }
 
 impl std::fmt::Debug for GatewayState {
@@ -100,19 +122,27 @@ impl GatewayState {
     ) -> Self {
         let rate = NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
+        let mut auth = Authenticator::new(
+            client.clone(),
+            config.namespace.clone(),
+            config.audience.clone(),
+            tokens,
+            auth::LookupLimits {
+                per_second: config.lookup_rate,
+                burst: config.lookup_burst,
+            },
+        );
+        auth.lookup_count = metrics.auth_lookups.clone();
         Self {
-            auth: Authenticator::new(
-                client.clone(),
-                config.namespace.clone(),
-                config.audience.clone(),
-                tokens,
-            ),
+            auth,
             limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)),
             client,
             config,
             keys,
             devices,
             metrics,
+            registrations: Default::default(),
+            slicings: Default::default(),
         }
     }
 }
@@ -127,8 +157,24 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route(protocol::RESULTS, post(work::results))
         .route("/healthz", get(|| async { "ok" }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), timed))
+        .layer(axum::middleware::from_fn(client_addr))
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .with_state(state)
+}
+
+/// The caller's IP address, the key of the lookup ration.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Puts the peer's [`ClientAddr`] in the request (unspecified when the server was not
+/// given connection info, as in-process tests are not).
+async fn client_addr(mut req: Request, next: Next) -> Response {
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    req.extensions_mut().insert(ClientAddr(ip));
+    next.run(req).await
 }
 
 async fn timed(State(state): State<Arc<GatewayState>>, req: Request, next: Next) -> Response {
@@ -188,12 +234,22 @@ pub async fn serve(
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
             limiter_state.limiter.retain_recent();
+            limiter_state.auth.retain_recent();
         }
     });
     tracing::info!(%bind, "gateway listening (HTTPS)");
-    axum_server::bind_rustls(bind, rustls)
-        .handle(handle)
-        .serve(app.into_make_service())
+    let max_connections = state.config.max_connections;
+    let header_timeout = std::time::Duration::from_secs(state.config.header_timeout_seconds.max(1));
+    let mut server = axum_server::bind_rustls(bind, rustls)
+        .map(|tls| conn::ConnLimit::new(tls, max_connections))
+        .first_request_timeout(header_timeout)
+        .handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(header_timeout);
+    server
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await
         .map_err(|e| anyhow::anyhow!("gateway on {bind}: {e}: is the port in use?"))
 }

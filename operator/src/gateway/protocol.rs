@@ -236,13 +236,21 @@ const MAX_GPUS: usize = 16;
 
 /// Decodes and validates a registration.
 pub fn decode_register(bytes: &[u8]) -> Result<RegisterRequest, ApiError> {
+    decode_registration(bytes).map(|(req, _)| req)
+}
+
+/// [`decode_register`], also returning the host name as the agent sent it (trimmed), which
+/// tells apart two machines whose names sanitize alike.
+pub fn decode_registration(bytes: &[u8]) -> Result<(RegisterRequest, String), ApiError> {
     let mut req: RegisterRequest = decode_json(bytes)?;
-    req.hostname = sanitize_hostname(&req.hostname)?;
+    let raw = req.hostname.trim().to_string();
+    text("hostname", &raw)?;
+    req.hostname = sanitize_hostname(&raw)?;
     validate_identification(&req.identification)?;
     if let Some(b) = &req.benchmark {
         validate_benchmark("benchmark", b)?;
     }
-    Ok(req)
+    Ok((req, raw))
 }
 
 /// Decodes and validates a heartbeat.

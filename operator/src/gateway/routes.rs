@@ -2,24 +2,26 @@
 //! token, and `whoami` for worker pods. Handlers decode and authorize first, then write
 //! Devices and token Secrets with server-side apply (field manager `zop-gateway`).
 
-use super::GatewayState;
 use super::auth::{Principal, bearer};
 use super::protocol::{self, ApiError, HeartbeatResponse, RegisterResponse};
 use super::secrets::{self, GroupKey, KEY_PREFIX, Reject};
+use super::{ClientAddr, GatewayState};
 use crate::api::common::conditions;
 use crate::api::device::{Benchmark, Device, DeviceStatus, Identification};
 use crate::api::{DeviceClass, DevicePhase};
 use crate::devices::plausibility::{self, Verdict};
-use axum::Json;
+use crate::labels;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// The field manager of the gateway's writes.
@@ -38,24 +40,39 @@ pub(super) fn body(b: std::result::Result<Bytes, BytesRejection>) -> Result<Byte
     })
 }
 
-pub(super) fn limit(state: &GatewayState, token: &str) -> Result<()> {
+fn rate_limited(message: &str) -> ApiError {
+    ApiError {
+        status: 429,
+        reason: "RateLimited",
+        message: message.into(),
+    }
+}
+
+/// Authenticates the bearer of a request from `addr` and charges the caller's rate
+/// limit.
+pub(super) async fn caller(
+    state: &GatewayState,
+    headers: &HeaderMap,
+    addr: IpAddr,
+) -> Result<Principal> {
+    let token =
+        bearer(headers).ok_or_else(|| ApiError::unauthorized("Unauthorized", "present a token"))?;
+    let who = state.auth.authenticate(token, addr).await?;
     state
         .limiter
-        .check_key(&secrets::hash(token))
-        .map_err(|_| ApiError {
-            status: 429,
-            reason: "RateLimited",
-            message: "too many requests for this credential; slow down".into(),
-        })
+        .check_key(&who.limit_key())
+        .map_err(|_| rate_limited("too many requests for this caller; slow down"))?;
+    Ok(who)
 }
 
 /// `POST /v1/register`.
 pub async fn register(
     State(state): State<Arc<GatewayState>>,
+    Extension(ClientAddr(addr)): Extension<ClientAddr>,
     headers: HeaderMap,
     raw: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<RegisterResponse>)> {
-    let outcome = register_inner(&state, &headers, raw).await;
+    let outcome = register_inner(&state, addr, &headers, raw).await;
     match &outcome {
         Ok(_) => state.metrics.registration("accepted", "Registered"),
         Err(e) => state.metrics.registration("rejected", e.reason),
@@ -63,8 +80,13 @@ pub async fn register(
     outcome
 }
 
+/// How long a registration this gateway made counts towards its key's quota while the
+/// Device cache may not show it yet.
+const RECENT_REGISTRATION: std::time::Duration = std::time::Duration::from_secs(120);
+
 async fn register_inner(
     state: &GatewayState,
+    addr: IpAddr,
     headers: &HeaderMap,
     raw: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<RegisterResponse>)> {
@@ -76,17 +98,25 @@ async fn register_inner(
                 "present a Group Key as the bearer token",
             )
         })?;
-    limit(state, key)?;
-    let req = protocol::decode_register(&body(raw)?)?;
+    state.auth.admit_lookup(addr)?;
+    state
+        .limiter
+        .check_key(&secrets::hash(key))
+        .map_err(|_| rate_limited("too many requests for this Group Key; slow down"))?;
+    let (req, raw_hostname) = protocol::decode_registration(&body(raw)?)?;
     let keys: Vec<GroupKey> = state
         .keys
         .state()
         .iter()
         .filter_map(|s| secrets::parse_key_secret(s))
         .collect();
+    // One registration at a time, counting those the cache has not caught up with, so
+    // concurrent registrations cannot overrun a key's quota.
+    let mut recent = state.registrations.lock().await;
+    recent.retain(|_, (_, at)| at.elapsed() < RECENT_REGISTRATION);
     let devices = state.devices.state();
     let in_use = |k: &GroupKey| {
-        devices
+        let mut names: std::collections::BTreeSet<String> = devices
             .iter()
             .filter(|d| {
                 d.spec
@@ -100,26 +130,49 @@ async fn register_inner(
                     .as_ref()
                     .is_none_or(|s| s.phase != DevicePhase::Retired)
             })
-            .count() as u32
+            .map(|d| d.name_any())
+            .collect();
+        names.extend(
+            recent
+                .iter()
+                .filter(|(_, (key, _))| *key == k.name)
+                .map(|(device, _)| device.clone()),
+        );
+        names.len() as u32
     };
-    let rereg = |k: &GroupKey| {
+    let existing = |k: &GroupKey| {
         let name = secrets::agent_device_name(&k.provider, &req.hostname);
-        devices.iter().any(|d| d.name_any() == name)
+        devices.iter().find(|d| d.name_any() == name).cloned()
     };
-    let key =
-        secrets::authorize(&keys, key, Timestamp::now(), in_use, rereg).map_err(|r| ApiError {
-            status: r.status(),
-            reason: r.as_str(),
-            message: match r {
-                Reject::QuotaExceeded => "the Group Key's device quota is used up".into(),
-                _ => "the Group Key is not valid".into(),
-            },
-        })?;
+    let key = secrets::authorize(&keys, key, Timestamp::now(), in_use, |k| {
+        existing(k).is_some()
+            || recent.contains_key(&secrets::agent_device_name(&k.provider, &req.hostname))
+    })
+    .map_err(|r| ApiError {
+        status: r.status(),
+        reason: r.as_str(),
+        message: match r {
+            Reject::QuotaExceeded => "the Group Key's device quota is used up".into(),
+            _ => "the Group Key is not valid".into(),
+        },
+    })?;
     let name = secrets::agent_device_name(&key.provider, &req.hostname);
-    let previous = devices
-        .iter()
-        .find(|d| d.name_any() == name)
-        .and_then(|d| d.status.clone());
+    let current = existing(key);
+    // Another machine whose host name sanitizes to the same Device name must not take
+    // over this one's Device and token.
+    let claimed = current
+        .as_ref()
+        .and_then(|d| d.annotations().get(labels::AGENT_HOSTNAME).cloned());
+    if claimed.as_ref().is_some_and(|h| *h != raw_hostname) {
+        return Err(ApiError {
+            status: 409,
+            reason: "HostnameCollision",
+            message: format!(
+                "device {name} belongs to a machine with another host name; rename this host"
+            ),
+        });
+    }
+    let previous = current.and_then(|d| d.status.clone());
     let class = if req.identification.gpus.is_empty() {
         DeviceClass::Cpu
     } else {
@@ -130,7 +183,11 @@ async fn register_inner(
     let spec = json!({
         "apiVersion": "zoptoken.io/v1alpha1",
         "kind": "Device",
-        "metadata": { "name": name, "labels": { crate::labels::MANAGED_BY: crate::labels::MANAGER } },
+        "metadata": {
+            "name": name,
+            "labels": { labels::MANAGED_BY: labels::MANAGER },
+            "annotations": { labels::AGENT_HOSTNAME: raw_hostname },
+        },
         "spec": {
             "provider": key.provider,
             "source": { "agent": { "groupKey": key.name, "hostname": req.hostname } },
@@ -140,6 +197,8 @@ async fn register_inner(
     api.patch(&name, &pp, &Patch::Apply(&spec))
         .await
         .map_err(|e| internal("creating the device", e))?;
+    recent.insert(name.clone(), (key.name.clone(), std::time::Instant::now()));
+    drop(recent);
     write_status(
         state,
         &name,
@@ -172,27 +231,23 @@ async fn register_inner(
     ))
 }
 
-/// `POST /v1/heartbeat`.
+/// `POST /v1/heartbeat`: an agent's liveness, load and (optionally) fresh benchmark.
+/// Only a device token may heartbeat: a worker Pod never writes its node's Device, whose
+/// status the operator derives itself.
 pub async fn heartbeat(
     State(state): State<Arc<GatewayState>>,
+    Extension(ClientAddr(addr)): Extension<ClientAddr>,
     headers: HeaderMap,
     raw: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<HeartbeatResponse>> {
-    let token = bearer(&headers)
-        .ok_or_else(|| ApiError::unauthorized("Unauthorized", "present the device token"))?;
-    limit(&state, token)?;
+    // Bad input is refused before it costs a lookup.
     let req = protocol::decode_heartbeat(&body(raw)?)?;
-    let device = match state.auth.authenticate(token).await? {
-        Principal::Device(d) => d,
-        Principal::WorkerPod {
-            node: Some(node), ..
-        } => node,
-        Principal::WorkerPod { .. } => {
-            return Err(ApiError::unauthorized(
-                "Unauthorized",
-                "the pod token does not name its node",
-            ));
-        }
+    let Principal::Device(device) = caller(&state, &headers, addr).await? else {
+        return Err(ApiError {
+            status: 403,
+            reason: "Forbidden",
+            message: "worker pods do not heartbeat; the operator measures cluster devices".into(),
+        });
     };
     let current = state
         .devices
@@ -222,20 +277,13 @@ pub async fn heartbeat(
 /// `GET /v1/whoami`: the authenticated principal, for workers to check their credentials.
 pub async fn whoami(
     State(state): State<Arc<GatewayState>>,
+    Extension(ClientAddr(addr)): Extension<ClientAddr>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>> {
-    let token = bearer(&headers)
-        .ok_or_else(|| ApiError::unauthorized("Unauthorized", "present a token"))?;
-    limit(&state, token)?;
-    Ok(Json(match state.auth.authenticate(token).await? {
+    Ok(Json(match caller(&state, &headers, addr).await? {
         Principal::Device(d) => json!({ "kind": "Device", "device": d }),
-        Principal::WorkerPod {
-            namespace,
-            service_account,
-            pod,
-            node,
-        } => {
-            json!({ "kind": "WorkerPod", "namespace": namespace, "serviceAccount": service_account, "pod": pod, "node": node })
+        Principal::WorkerPod { pod, uid, node } => {
+            json!({ "kind": "WorkerPod", "pod": pod, "uid": uid, "node": node })
         }
     }))
 }

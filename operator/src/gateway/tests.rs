@@ -19,6 +19,10 @@ fn state(body_limit: usize) -> Arc<GatewayState> {
         rate_per_second: 1,
         burst: 2,
         body_limit,
+        lookup_rate: 1,
+        lookup_burst: 2,
+        max_connections: 16,
+        header_timeout_seconds: 5,
     };
     let mut registry = prometheus_client::registry::Registry::default();
     let (keys, _) = kube::runtime::reflector::store();

@@ -1,26 +1,30 @@
 //! The worker's side of an assignment, through the gateway: pulling it (`GET /v1/work`)
-//! and reporting fragment results (`POST /v1/results`). A worker pod may only touch the
-//! assignment named after it; an agent only those of its own device. Results are recorded
-//! into the assignment's ConfigMap with optimistic concurrency, at most once per fragment.
+//! and reporting fragment results (`POST /v1/results`). A worker Pod may only touch the
+//! assignment it was created for (same name and UID); an agent only those of its own
+//! device. Every record is validated against its task before use. Results are recorded
+//! into the assignment's ConfigMap with optimistic concurrency, at most once per
+//! fragment, each worth the slicer's cost of its fragment whatever the worker claims.
 
-use super::GatewayState;
-use super::auth::{Principal, bearer};
+use super::auth::Principal;
 use super::protocol::{self, ApiError, FragmentSpan, ResultsResponse, Work, WorkQuery};
-use super::routes::limit;
+use super::routes::caller;
+use super::{ClientAddr, GatewayState};
 use crate::api::ComputeTask;
 use crate::labels;
-use crate::scheduler::slicer;
+use crate::scheduler::slicer::{self, Slicing};
 use crate::tasks::assignment::{Assignment, ReportError, State};
 use crate::tasks::record;
-use axum::Json;
+use crate::tasks::validate::{TaskRef, validate};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State as AxState};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use std::sync::Arc;
 
@@ -47,41 +51,83 @@ fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::internal()
 }
 
-/// Whether `who` may act on assignment `name` holding `a`.
+/// Whether `who` may act on assignment `name` holding `a`: an agent on its own device's
+/// assignments, a worker Pod on the one it was created for, by name and UID.
 fn allowed(who: &Principal, name: &str, a: &Assignment) -> bool {
     match who {
         Principal::Device(d) => *d == a.device,
-        Principal::WorkerPod { namespace, pod, .. } => {
-            *namespace == a.task_namespace && pod.as_deref() == Some(name)
+        Principal::WorkerPod { pod, uid, .. } => {
+            pod == name && a.pod_uid.as_deref() == Some(uid.as_str())
         }
     }
 }
 
-/// The assignment and its ConfigMap's version; `None` when it is still recorded only on
-/// the calling worker Pod.
+/// The assignment `name`, its ConfigMap's version (`None` while it is still recorded
+/// only on its worker Pod, whose UID it then takes), and its task's slicing; only a
+/// record that validates against its task is returned.
 async fn load(
     state: &GatewayState,
-    who: &Principal,
     name: &str,
-) -> Result<(Assignment, Option<String>)> {
-    let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
-    if let Some(cm) = api
+) -> Result<(Assignment, Option<String>, ComputeTask, Slicing)> {
+    let cms: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
+    let (a, version) = match cms
         .get_opt(name)
         .await
         .map_err(|e| internal("reading an assignment", e))?
     {
-        let a = record::from_config_map(&cm).ok_or_else(not_found)?;
-        return Ok((a, cm.resource_version()));
-    }
-    let Principal::WorkerPod { namespace, .. } = who else {
-        return Err(not_found());
+        Some(cm) => (
+            record::from_config_map(&cm).ok_or_else(not_found)?,
+            cm.resource_version(),
+        ),
+        None => {
+            let pod = Api::<Pod>::namespaced(state.client.clone(), &state.config.namespace)
+                .get_opt(name)
+                .await
+                .map_err(|e| internal("reading a worker pod", e))?
+                .ok_or_else(not_found)?;
+            let mut a = record::from_pod(&pod).ok_or_else(not_found)?;
+            a.pod_uid = pod.uid();
+            (a, None)
+        }
     };
-    let pod = Api::<Pod>::namespaced(state.client.clone(), namespace)
-        .get_opt(name)
+    let task = Api::<ComputeTask>::namespaced(state.client.clone(), &a.task_namespace)
+        .get_opt(&a.task)
         .await
-        .map_err(|e| internal("reading a worker pod", e))?
-        .ok_or_else(not_found)?;
-    Ok((record::from_pod(&pod).ok_or_else(not_found)?, None))
+        .map_err(|e| internal("reading a task", e))?
+        .filter(|t| t.uid().as_deref() == Some(a.task_uid.as_str()))
+        .ok_or_else(|| gone("the task is gone"))?;
+    let slicing = slicing_of(state, &task)?;
+    let of = TaskRef {
+        namespace: &a.task_namespace,
+        name: &a.task,
+        uid: &a.task_uid,
+        slicing: &slicing,
+    };
+    let known = |d: &str| state.devices.get(&ObjectRef::new(d)).is_some();
+    if let Err(e) = validate(&a, name, &of, known) {
+        tracing::warn!(assignment = name, error = %e, "refusing an invalid assignment record");
+        return Err(not_found());
+    }
+    Ok((a, version, task, slicing))
+}
+
+/// The task's slicing, from a bounded cache (a task's spec, and so its slicing, never
+/// changes under the same UID's work).
+fn slicing_of(state: &GatewayState, task: &ComputeTask) -> Result<Slicing> {
+    let uid = task.uid().unwrap_or_default();
+    if let Ok(cache) = state.slicings.lock()
+        && let Some(s) = cache.get(&uid)
+    {
+        return Ok(*s);
+    }
+    let s = slicer::slice(&task.spec).map_err(|_| gone("the task cannot be sliced"))?;
+    if let Ok(mut cache) = state.slicings.lock() {
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert(uid, s);
+    }
+    Ok(s)
 }
 
 /// The next live assignment of an agent's device.
@@ -113,13 +159,11 @@ async fn next_for_device(state: &GatewayState, device: &str) -> Result<Option<St
 /// 204 when an agent has none.
 pub async fn work(
     AxState(state): AxState<Arc<GatewayState>>,
+    Extension(ClientAddr(addr)): Extension<ClientAddr>,
     headers: HeaderMap,
     Query(q): Query<WorkQuery>,
 ) -> Result<Response> {
-    let token = bearer(&headers)
-        .ok_or_else(|| ApiError::unauthorized("Unauthorized", "present a token"))?;
-    limit(&state, token)?;
-    let who = state.auth.authenticate(token).await?;
+    let who = caller(&state, &headers, addr).await?;
     let name = match (&q.assignment, &who) {
         (Some(n), _) => {
             protocol::assignment_name("assignment", n)?;
@@ -129,22 +173,15 @@ pub async fn work(
             Some(n) => n,
             None => return Ok(StatusCode::NO_CONTENT.into_response()),
         },
-        (None, Principal::WorkerPod { pod, .. }) => pod.clone().ok_or_else(not_found)?,
+        (None, Principal::WorkerPod { pod, .. }) => pod.clone(),
     };
-    let (a, _) = load(&state, &who, &name).await?;
+    let (a, _, task, slicing) = load(&state, &name).await?;
     if !allowed(&who, &name, &a) {
         return Err(not_found());
     }
     if !matches!(a.state, State::Pending | State::Running) {
         return Err(gone(format!("the assignment is {:?}", a.state)));
     }
-    let task = Api::<ComputeTask>::namespaced(state.client.clone(), &a.task_namespace)
-        .get_opt(&a.task)
-        .await
-        .map_err(|e| internal("reading a task", e))?
-        .filter(|t| t.uid().as_deref() == Some(a.task_uid.as_str()))
-        .ok_or_else(|| gone("the task is gone"))?;
-    let slicing = slicer::slice(&task.spec).map_err(|_| gone("the task cannot be sliced"))?;
     let fragments = a
         .unfinished()
         .into_iter()
@@ -171,26 +208,35 @@ pub async fn work(
 /// and change nothing, a different result for a completed fragment is a conflict.
 pub async fn results(
     AxState(state): AxState<Arc<GatewayState>>,
+    Extension(ClientAddr(addr)): Extension<ClientAddr>,
     headers: HeaderMap,
     raw: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<ResultsResponse>> {
-    let token = bearer(&headers)
-        .ok_or_else(|| ApiError::unauthorized("Unauthorized", "present a token"))?;
-    limit(&state, token)?;
     let req = protocol::decode_results(&super::routes::body(raw)?)?;
-    let who = state.auth.authenticate(token).await?;
+    let who = caller(&state, &headers, addr).await?;
     let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
     // Optimistic concurrency: the task controller may mark the assignment lost meanwhile.
     for _ in 0..5 {
-        let (mut a, version) = load(&state, &who, &req.assignment).await?;
+        let (mut a, version, _, slicing) = load(&state, &req.assignment).await?;
         if !allowed(&who, &req.assignment, &a) {
             return Err(not_found());
         }
         let now = Timestamp::now().as_millisecond();
         let mut accepted = 0;
+        let mut mismatches = 0u32;
         for r in &req.results {
-            match a.record(r.clone(), now) {
-                Ok(true) => accepted += 1,
+            // The worker's figure is only a claim: a fragment is worth what the slicer
+            // says it costs.
+            let mut r = r.clone();
+            let cost = slicing.weight(r.fragment);
+            let claimed = std::mem::replace(&mut r.work_units, cost);
+            match a.record(r, now) {
+                Ok(true) => {
+                    accepted += 1;
+                    if claimed != cost {
+                        mismatches += 1;
+                    }
+                }
                 Ok(false) => {}
                 Err(ReportError::Closed(s)) => {
                     return Err(gone(format!("the assignment is {s:?}")));
@@ -205,6 +251,7 @@ pub async fn results(
                 Err(e) => return Err(ApiError::invalid("results", e)),
             }
         }
+        a.claim_mismatches = a.claim_mismatches.saturating_add(mismatches);
         let completed = a.state == State::Completed;
         if accepted == 0 {
             return Ok(Json(ResultsResponse {
@@ -226,6 +273,13 @@ pub async fn results(
         match written {
             Ok(_) => {
                 state.metrics.results.inc_by(u64::from(accepted));
+                state
+                    .metrics
+                    .work_claim_mismatches
+                    .inc_by(u64::from(mismatches));
+                if mismatches > 0 {
+                    tracing::warn!(assignment = %req.assignment, mismatches, "a worker claimed work units other than the slicer's cost");
+                }
                 return Ok(Json(ResultsResponse {
                     accepted,
                     completed,

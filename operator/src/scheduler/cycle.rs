@@ -138,6 +138,8 @@ pub enum RequeueReason {
     OverFairShare,
     /// No device can run its task now.
     Unschedulable,
+    /// Every device that could run it holds as many assignments as it may.
+    DevicesFull,
 }
 
 /// A unit left for a later cycle.
@@ -301,6 +303,17 @@ pub fn run_cycle(
             mix(input.seed, key),
         ) {
             Ok(placed) => {
+                let mut unplaced: std::collections::BTreeSet<usize> =
+                    take.iter().copied().collect();
+                for p in &placed.placements {
+                    unplaced.remove(&(p.item as usize));
+                }
+                requeue_all(
+                    &mut out,
+                    t,
+                    &unplaced.into_iter().collect::<Vec<_>>(),
+                    RequeueReason::DevicesFull,
+                );
                 out.stats.placements += placed.stats.placements;
                 out.stats.score_evaluations += placed.stats.score_evaluations;
                 out.stats.eligible_devices += placed.stats.eligible_devices;

@@ -128,6 +128,16 @@ impl DeviceBuilder {
         self
     }
 
+    /// A cluster Node's device (data-center onboarding) instead of an agent's.
+    pub fn node(mut self) -> Self {
+        let name = self.device.metadata.name.clone().unwrap_or_default();
+        self.device.spec.source = DeviceSource {
+            node: Some(crate::api::device::NodeSource { name }),
+            agent: None,
+        };
+        self
+    }
+
     /// Cordoned by its admin.
     pub fn cordoned(mut self) -> Self {
         self.device.spec.cordoned = true;

@@ -153,6 +153,8 @@ pub struct Placement {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadState {
     used: Vec<u32>,
+    /// Assignments each device holds and, where it has one, its limit.
+    units: Vec<(u32, Option<u32>)>,
 }
 
 impl LoadState {
@@ -160,7 +162,20 @@ impl LoadState {
     pub fn new(snapshot: &Snapshot) -> Self {
         Self {
             used: snapshot.devices.iter().map(|d| d.running).collect(),
+            units: snapshot
+                .devices
+                .iter()
+                .map(|d| (d.units, d.unit_limit))
+                .collect(),
         }
+    }
+
+    /// Whether device `device` may take one more assignment (false for an unknown
+    /// index).
+    pub fn has_room(&self, device: usize) -> bool {
+        self.units
+            .get(device)
+            .is_some_and(|&(n, limit)| limit.is_none_or(|l| n < l))
     }
 
     /// Slots in use on device `device` (0 for an unknown index).
@@ -178,10 +193,13 @@ impl LoadState {
         self.used.is_empty()
     }
 
-    /// Records `slots` more on `device` (the assume step).
+    /// Records one more assignment of `slots` fragments on `device` (the assume step).
     pub fn assume(&mut self, device: usize, slots: u32) {
         if let Some(u) = self.used.get_mut(device) {
             *u = u.saturating_add(slots);
+        }
+        if let Some((n, _)) = self.units.get_mut(device) {
+            *n = n.saturating_add(1);
         }
     }
 
@@ -189,6 +207,9 @@ impl LoadState {
     pub fn forget(&mut self, device: usize, slots: u32) {
         if let Some(u) = self.used.get_mut(device) {
             *u = u.saturating_sub(slots);
+        }
+        if let Some((n, _)) = self.units.get_mut(device) {
+            *n = n.saturating_sub(1);
         }
     }
 
@@ -198,7 +219,9 @@ impl LoadState {
             .devices
             .iter()
             .zip(&self.used)
-            .map(|(d, &u)| u64::from(d.capacity.saturating_sub(u)))
+            .enumerate()
+            .filter(|(i, _)| self.has_room(*i))
+            .map(|(_, (d, &u))| u64::from(d.capacity.saturating_sub(u)))
             .sum()
     }
 }
@@ -459,18 +482,19 @@ impl Devices<'_> {
         let n = self.eligible.len();
         let high_tier_exists = heavy
             && (0..n).any(|p| {
-                self.view(p)
-                    .is_some_and(|v| v.tier >= config.heavy_min_tier)
+                self.view(p).is_some_and(|v| {
+                    v.tier >= config.heavy_min_tier && load.has_room(self.eligible[p] as usize)
+                })
             });
         let mut base = vec![0; n];
         let mut entries = Vec::with_capacity(n);
         for (pos, b) in base.iter_mut().enumerate() {
             let Some(v) = self.view(pos) else { continue };
-            if high_tier_exists && v.tier < config.heavy_min_tier {
+            let idx = self.eligible[pos] as usize;
+            if (high_tier_exists && v.tier < config.heavy_min_tier) || !load.has_room(idx) {
                 continue;
             }
             *b = base_priority(v, self.best_score, heavy, config);
-            let idx = self.eligible[pos] as usize;
             let p = priority(*b, load.used(idx), v.capacity, config.weights.load);
             *evals += 1;
             let pos32 = u32::try_from(pos).unwrap_or(u32::MAX);
@@ -527,7 +551,8 @@ pub fn nominate(req: &Requirements, snapshot: &Snapshot) -> Result<Nomination, P
 ///
 /// An empty `items` places nothing and succeeds (after checking the requirements); a
 /// non-empty one with no eligible device is [`PlaceError::NoEligibleDevice`], with how
-/// many devices each requirement excluded.
+/// many devices each requirement excluded. An item is left out of the placements when
+/// every eligible device is at its assignment limit ([`DeviceView::unit_limit`]).
 pub fn place(
     req: &Requirements,
     items: &[Item],
@@ -602,10 +627,10 @@ pub fn place_nominated(
             Some(p) => p,
             slot => slot.insert(devices.pool(heavy, config, load, &mut stats.score_evaluations)),
         };
-        // Terminates: each stale top is refreshed to the current version, so after at
-        // most one refresh per device the top is fresh. A pool is never empty, since
-        // every eligible device belongs to the light pool and the heavy pool falls back
-        // to all of them.
+        // Terminates: each stale top is refreshed to the current version and each full
+        // device is popped, so after at most one visit per device the top is fresh or
+        // the pool is empty. An empty pool (every device at its assignment limit)
+        // leaves the item unplaced.
         while let Some(mut top) = pool.heap.peek_mut() {
             let pos = (u32::MAX - top.2) as usize;
             let (Some(capacity), Some(&base)) =
@@ -614,6 +639,11 @@ pub fn place_nominated(
                 break;
             };
             let idx = devices.eligible[pos] as usize;
+            // A device at its assignment limit leaves the pool for this call.
+            if !load.has_room(idx) {
+                std::collections::binary_heap::PeekMut::pop(top);
+                continue;
+            }
             let fresh = top.3 == devices.version[pos];
             if fresh {
                 load.assume(idx, item.slots);

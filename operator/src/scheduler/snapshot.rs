@@ -74,6 +74,12 @@ pub struct DeviceView {
     pub running: u32,
     /// Fragment slots, `max(1, gpu_count) * SLOTS_PER_GPU`.
     pub capacity: u32,
+    /// Most assignments the device may hold at once, when it has a hard limit: a
+    /// cluster Node's GPUs, since each assignment there is a worker Pod requesting one
+    /// `nvidia.com/gpu` and the kubelet refuses a Pod past its allocatable.
+    pub unit_limit: Option<u32>,
+    /// Live assignments on the device (filled by the caller from its records).
+    pub units: u32,
     /// Tier by benchmark score.
     pub tier: u8,
 }
@@ -119,6 +125,10 @@ impl DeviceView {
             stake: device.spec.stake.0,
             running,
             capacity,
+            unit_limit: (device.spec.source.node.is_some()
+                && device.spec.class == DeviceClass::Gpu)
+                .then_some(gpu_count),
+            units: 0,
             tier: DEFAULT_TIER_BOUNDS.tier(score),
         })
     }

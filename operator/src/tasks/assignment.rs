@@ -28,7 +28,8 @@ pub struct FragmentResult {
     pub fragment: u32,
     /// Hex digest committing to the fragment's output (a Merkle root for compute-proof).
     pub digest: String,
-    /// Work units the fragment is worth.
+    /// Work units the fragment is worth: on the wire, what the worker claims; in a
+    /// record, the slicer's cost (the gateway replaces the claim before recording).
     pub work_units: u64,
     /// Milliseconds the worker spent on it.
     pub elapsed_ms: u64,
@@ -62,6 +63,17 @@ pub struct Assignment {
     /// The last progress report.
     #[serde(default)]
     pub updated_ms: i64,
+    /// UID of the worker Pod created for it (cluster devices), once known: only that
+    /// Pod's token may report on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// Results whose claimed work units differed from the slicer's cost.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub claim_mismatches: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Why a report was refused.
@@ -100,12 +112,7 @@ impl Assignment {
         if !(self.start..self.end).contains(&r.fragment) {
             return Err(ReportError::OutOfRange(r.fragment));
         }
-        if r.digest.len() != 64
-            || !r
-                .digest
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if !super::validate::is_digest(&r.digest) {
             return Err(ReportError::BadDigest(r.fragment));
         }
         match self
@@ -186,8 +193,10 @@ pub fn contributions(assignments: &[Assignment]) -> Vec<DeviceContribution> {
                 device: a.device.clone(),
                 ..Default::default()
             });
-        row.fragments += a.results.len() as u64;
-        row.work_units += a.results.iter().map(|r| r.work_units).sum::<u64>();
+        row.fragments = row.fragments.saturating_add(a.results.len() as u64);
+        for r in &a.results {
+            row.work_units = row.work_units.saturating_add(r.work_units);
+        }
     }
     by_device.into_values().collect()
 }
@@ -209,6 +218,8 @@ mod tests {
             results: Vec::new(),
             created_ms: 0,
             updated_ms: 0,
+            pod_uid: None,
+            claim_mismatches: 0,
         }
     }
 

@@ -6,4 +6,5 @@ pub mod lifecycle;
 pub mod plan;
 pub mod record;
 pub mod summary;
+pub mod validate;
 pub mod worker_pod;

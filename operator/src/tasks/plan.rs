@@ -34,7 +34,10 @@ pub fn plan(
     let mut failures = vec![0u32; n];
     let mut lost_at = vec![i64::MIN; n];
     for a in assignments {
-        let range = a.start.min(total) as usize..a.end.min(total) as usize;
+        // Records are validated before they get here; clamping keeps the planner total
+        // (never a panic) on anything that slips through.
+        let start = a.start.min(total) as usize;
+        let range = start..(a.end.min(total) as usize).max(start);
         for r in &a.results {
             if let Some(d) = done.get_mut(r.fragment as usize) {
                 *d = true;
@@ -44,7 +47,7 @@ pub fn plan(
             State::Pending | State::Running => live[range].iter_mut().for_each(|l| *l = true),
             State::Lost => {
                 for f in range {
-                    failures[f] += 1;
+                    failures[f] = failures[f].saturating_add(1);
                     lost_at[f] = lost_at[f].max(a.updated_ms);
                 }
             }
@@ -139,6 +142,8 @@ mod tests {
             results: Vec::new(),
             created_ms: 0,
             updated_ms: 1_000,
+            pod_uid: None,
+            claim_mismatches: 0,
         }
     }
 

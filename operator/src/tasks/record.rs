@@ -92,6 +92,8 @@ mod tests {
             results: vec![],
             created_ms: 1,
             updated_ms: 1,
+            pod_uid: None,
+            claim_mismatches: 0,
         };
         let cm = to_config_map("zoptoken-system", &a).unwrap();
         assert_eq!(cm.metadata.name.as_deref(), Some("zop-6f1c2a4b77aa-40-2"));

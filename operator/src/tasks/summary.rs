@@ -25,9 +25,9 @@ pub fn contributions(mut rows: Vec<DeviceContribution>) -> Vec<DeviceContributio
             ..Default::default()
         },
         |mut acc, r| {
-            acc.fragments += r.fragments;
-            acc.work_units += r.work_units;
-            acc.rejected += r.rejected;
+            acc.fragments = acc.fragments.saturating_add(r.fragments);
+            acc.work_units = acc.work_units.saturating_add(r.work_units);
+            acc.rejected = acc.rejected.saturating_add(r.rejected);
             acc
         },
     );

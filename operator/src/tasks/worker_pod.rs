@@ -1,21 +1,20 @@
-//! The worker Pod for an assignment on a cluster Node: bound to the Node by `nodeName`,
-//! owned by its ComputeTask (garbage-collected with it), restricted (non-root, read-only
-//! root filesystem, no privilege escalation, no capabilities), with no Kubernetes
-//! credentials but a projected service-account token whose audience is the gateway's.
-//! Pure.
+//! The worker Pod for an assignment on a cluster Node: created in the operator's own
+//! namespace (so no tenant can create, patch or impersonate one, and its annotation is a
+//! record only the operator writes), bound to the Node by `nodeName`, restricted
+//! (non-root, read-only root filesystem, no privilege escalation, no capabilities), with
+//! no Kubernetes credentials but a projected service-account token whose audience is the
+//! gateway's. The task controller's finalizer deletes it with its task. Pure.
 
 use super::assignment::Assignment;
-use crate::api::ComputeTask;
 use crate::labels;
 use k8s_openapi::api::core::v1::Pod;
-use kube::Resource;
 use serde_json::json;
 
 /// Where the token and the gateway CA are mounted in the worker container.
 pub const SECRETS_DIR: &str = "/var/run/secrets/zoptoken";
-/// The ServiceAccount worker Pods run as, in the task's namespace.
+/// The ServiceAccount worker Pods run as, in the operator's namespace.
 pub const SERVICE_ACCOUNT: &str = "zop-worker";
-/// The ConfigMap with the gateway's CA certificate, in the task's namespace.
+/// The ConfigMap with the gateway's CA certificate, in the operator's namespace.
 pub const CA_CONFIG_MAP: &str = "zop-gateway-ca";
 /// Its key.
 pub const CA_KEY: &str = "ca.crt";
@@ -25,6 +24,8 @@ pub const METRICS_PORT: u16 = 9464;
 /// What every worker Pod shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodTemplate {
+    /// The operator's namespace, where every worker Pod runs.
+    pub namespace: String,
     /// The worker image.
     pub image: String,
     /// The gateway URL workers call.
@@ -35,17 +36,15 @@ pub struct PodTemplate {
     pub token_seconds: i64,
 }
 
-/// The Pod running assignment `a` (named [`super::record::name`]) of `task` on `node`;
+/// The Pod running assignment `a` (named [`super::record::name`]) on `node`;
 /// `gpus` is how many `nvidia.com/gpu` it requests (0 for CPU work).
 pub fn worker_pod(
-    task: &ComputeTask,
     a: &Assignment,
     name: &str,
     node: &str,
     gpus: u32,
     t: &PodTemplate,
 ) -> Result<Pod, serde_json::Error> {
-    let owner = task.controller_owner_ref(&());
     let resources = if gpus > 0 {
         json!({
             "requests": { "cpu": "500m", "memory": "512Mi", labels::gfd::RESOURCE: gpus.to_string() },
@@ -62,15 +61,15 @@ pub fn worker_pod(
         "kind": "Pod",
         "metadata": {
             "name": name,
-            "namespace": a.task_namespace,
+            "namespace": t.namespace,
             "labels": {
                 "app.kubernetes.io/name": "zop-worker",
                 labels::MANAGED_BY: labels::MANAGER,
                 labels::TASK: super::record::label_value(&a.task),
                 labels::TASK_UID: a.task_uid,
+                labels::TASK_NAMESPACE: a.task_namespace,
                 labels::DEVICE: super::record::label_value(&a.device),
             },
-            "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
             "annotations": {
                 super::record::POD_ANNOTATION: serde_json::to_string(a)?,
                 "prometheus.io/scrape": "true",
@@ -134,13 +133,7 @@ mod tests {
     use crate::tasks::assignment::State;
 
     #[test]
-    fn worker_pods_are_bound_owned_restricted_and_credential_free() {
-        let task: ComputeTask = serde_json::from_value(json!({
-            "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
-            "metadata": { "name": "proof", "namespace": "team-a", "uid": "u-1" },
-            "spec": { "type": "compute-proof", "computeProof": { "dimension": 64, "products": 4, "seed": 1 }, "fragments": { "count": 2 } },
-        }))
-        .unwrap();
+    fn worker_pods_run_in_the_operator_namespace_bound_restricted_and_credential_free() {
         let a = Assignment {
             task_namespace: "team-a".into(),
             task: "proof".into(),
@@ -153,22 +146,26 @@ mod tests {
             results: vec![],
             created_ms: 0,
             updated_ms: 0,
+            pod_uid: None,
+            claim_mismatches: 0,
         };
         let t = PodTemplate {
+            namespace: "zoptoken-system".into(),
             image: "zoptoken/zop-worker:test".into(),
             gateway_url: "https://zop-gateway.zoptoken-system.svc:8443".into(),
             audience: "zoptoken-gateway".into(),
             token_seconds: 3600,
         };
-        let pod = worker_pod(&task, &a, "zop-u1-0-0", "gpu-h100-0001", 1, &t).unwrap();
+        let pod = worker_pod(&a, "zop-u1-0-0", "gpu-h100-0001", 1, &t).unwrap();
         let pod_again = pod.clone();
         let spec = pod.spec.unwrap();
         assert_eq!(spec.node_name.as_deref(), Some("gpu-h100-0001"));
         assert_eq!(spec.automount_service_account_token, Some(false));
-        let owner = &pod.metadata.owner_references.unwrap()[0];
+        // Out of the tenant's namespace: only the operator writes there.
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("zoptoken-system"));
         assert_eq!(
-            (owner.kind.as_str(), owner.controller),
-            ("ComputeTask", Some(true))
+            pod.metadata.labels.as_ref().unwrap()["zoptoken.io/task-namespace"],
+            "team-a"
         );
         let c = &spec.containers[0];
         let sc = c.security_context.clone().unwrap();

@@ -266,3 +266,33 @@ fn batches_cover_the_fragments_with_their_weights() {
     assert_eq!(b[3].weight, slicing.weight_of(900..1000));
     assert!(Unit::batches(&slicing, 5..u32::MAX, 0).len() == 995);
 }
+
+#[test]
+fn a_gpu_node_never_holds_more_assignments_than_gpus_and_the_rest_waits() {
+    // Two nodes of 2 and 1 GPUs: three worker Pods at most, whatever the backlog.
+    let s = snap(&[
+        DeviceBuilder::h100("node-a").gpus(2).node().build(),
+        DeviceBuilder::h100("node-b").node().build(),
+    ]);
+    let tasks = [task("ns", "big", 500, units(10, 1))];
+    let mut load = LoadState::new(&s);
+    let out = cycle(&tasks, &s, &mut load);
+    let mut per_device = [0u32; 2];
+    for d in &out.decisions {
+        per_device[d.device as usize] += 1;
+    }
+    assert_eq!(per_device, [2, 1]);
+    let full = out
+        .requeued
+        .iter()
+        .filter(|r| r.reason == RequeueReason::DevicesFull)
+        .count();
+    assert_eq!(full, 7);
+    // The next cycle, with those assignments live, places nothing more.
+    let again = cycle(&tasks, &s, &mut load);
+    assert!(again.decisions.is_empty());
+    // An agent device has no such limit.
+    let agents = snap(&[DeviceBuilder::h100("agent-a").gpus(2).build()]);
+    let mut load = LoadState::new(&agents);
+    assert_eq!(cycle(&tasks, &agents, &mut load).decisions.len(), 10);
+}
