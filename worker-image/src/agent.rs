@@ -1,19 +1,20 @@
 //! Agent mode: a machine outside the cluster joins with a Group Key, keeps its device
 //! token in a state directory (mode 0600), and heartbeats until stopped. A restart
 //! reuses the token and the stored benchmark, so the Device neither duplicates nor
-//! looks like changed hardware. Owns the agent's state file and its retry policy.
+//! looks like changed hardware. Owns the agent's state file and its retry policy; every
+//! retry races the stop request, so an unreachable gateway never delays an exit.
 
 use crate::bench::{self, BenchConfig};
-use crate::client::{GatewayClient, GatewayError};
+use crate::client::{Bearer, GatewayClient, GatewayError};
 use crate::engine::{Engine, EngineArgs};
 use crate::probe;
+use crate::shutdown::Shutdown;
 use crate::work::{self, Outcome};
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zop_operator::api::device::{Benchmark, Identification};
 use zop_operator::gateway::protocol::{HeartbeatRequest, RegisterRequest};
@@ -129,9 +130,9 @@ fn transient_retry() -> ExponentialBuilder {
         .without_max_times()
 }
 
-/// Runs the agent until `shutdown` resolves. Fails when the gateway refuses the Group
+/// Runs the agent until `stop` is requested. Fails when the gateway refuses the Group
 /// Key (or there is none to re-register with): retrying cannot fix a credential.
-pub async fn run(args: AgentArgs, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+pub async fn run(args: AgentArgs, stop: Shutdown) -> anyhow::Result<()> {
     let ca = std::fs::read(&args.ca_cert)
         .with_context(|| format!("reading --ca-cert {}", args.ca_cert.display()))?;
     let client = GatewayClient::new(&args.gateway, &ca)?;
@@ -146,7 +147,11 @@ pub async fn run(args: AgentArgs, shutdown: impl Future<Output = ()> + Send) -> 
                 ..BenchConfig::default()
             };
             tracing::info!("measuring the benchmark");
-            Some(tokio::task::spawn_blocking(move || bench::run(&cfg)).await?)
+            let measured = tokio::task::spawn_blocking(move || bench::run(&cfg));
+            match stop.race(measured).await {
+                Some(b) => Some(b?),
+                None => return Ok(()),
+            }
         }
     };
     let register = RegisterRequest {
@@ -156,31 +161,22 @@ pub async fn run(args: AgentArgs, shutdown: impl Future<Output = ()> + Send) -> 
     };
     let mut state = match stored.filter(|s| s.hardware == hardware) {
         Some(s) => s,
-        None => registered(&client, &args, &register, &hardware).await?,
+        None => match registered(&client, &args, &register, &hardware, &stop).await? {
+            Some(s) => s,
+            None => return Ok(()),
+        },
     };
     let engine = Engine::start(&args.engine).await?;
     tracing::info!(device = %state.device, "agent running");
     let (token_tx, token_rx) = tokio::sync::watch::channel(state.token.clone());
-    let stop = Arc::new(AtomicBool::new(false));
     let worker = tokio::spawn(pull_work(
         engine.clone(),
         client.clone(),
         token_rx,
         stop.clone(),
     ));
-    tokio::pin!(shutdown);
     let mut interval = Duration::from_secs(1);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => {
-                tracing::info!("stopping: finishing the fragment in hand");
-                stop.store(true, Ordering::SeqCst);
-                let _ = worker.await;
-                engine.shutdown().await;
-                return Ok(());
-            }
-            () = tokio::time::sleep(interval) => {}
-        }
+    while stop.sleep(interval).await {
         let beat = HeartbeatRequest {
             load: load_percent(
                 &std::fs::read_to_string("/proc/loadavg").unwrap_or_default(),
@@ -193,29 +189,39 @@ pub async fn run(args: AgentArgs, shutdown: impl Future<Output = ()> + Send) -> 
         let sent = (|| client.heartbeat(&token, &beat))
             .retry(transient_retry())
             .when(|e| !e.is_auth())
-            .notify(|e, after| tracing::warn!(error = %e, ?after, "heartbeat failed; retrying"))
-            .await;
-        match sent {
-            Ok(ack) => interval = Duration::from_secs(u64::from(ack.heartbeat_seconds.max(1))),
-            Err(e) => {
+            .notify(|e, after| tracing::warn!(error = %e, ?after, "heartbeat failed; retrying"));
+        match stop.race(sent).await {
+            None => break,
+            Some(Ok(ack)) => {
+                interval = Duration::from_secs(u64::from(ack.heartbeat_seconds.max(1)));
+            }
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "device token refused; registering again");
-                state = registered(&client, &args, &register, &hardware).await?;
+                match registered(&client, &args, &register, &hardware, &stop).await? {
+                    Some(s) => state = s,
+                    None => break,
+                }
                 let _ = token_tx.send(state.token.clone());
             }
         }
     }
+    tracing::info!("stopping: finishing the fragment in hand");
+    let _ = worker.await;
+    engine.shutdown().await;
+    Ok(())
 }
 
-/// Pulls and executes the device's assignments until `stop` is set.
+/// Pulls and executes the device's assignments until `stop` is requested.
 async fn pull_work(
     engine: Arc<Engine>,
     client: GatewayClient,
     token: tokio::sync::watch::Receiver<String>,
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
 ) {
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_triggered() {
         let bearer = token.borrow().clone();
-        let idle = match work::run_one(&engine, &client, &bearer, None, &stop).await {
+        let idle = match work::run_one(&engine, &client, Bearer::Token(&bearer), None, &stop).await
+        {
             Ok(Outcome::Idle) => true,
             Ok(outcome) => {
                 tracing::info!(?outcome, "assignment ended");
@@ -227,30 +233,34 @@ async fn pull_work(
             }
         };
         if idle {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            stop.sleep(Duration::from_secs(2)).await;
         }
     }
 }
 
-/// Registers and stores the new token; a refused Group Key is fatal.
+/// Registers and stores the new token; a refused Group Key is fatal. `None` when
+/// `stop` was requested first.
 async fn registered(
     client: &GatewayClient,
     args: &AgentArgs,
     req: &RegisterRequest,
     hardware: &str,
-) -> anyhow::Result<AgentState> {
+    stop: &Shutdown,
+) -> anyhow::Result<Option<AgentState>> {
     let key = args
         .group_key
         .as_deref()
         .context("no device token stored and no --group-key given")?;
-    let resp = (|| client.register(key, req))
+    let attempts = (|| client.register(key, req))
         .retry(transient_retry())
         .when(|e: &GatewayError| {
             !e.is_auth() && !matches!(e, GatewayError::Refused { status: 400, .. })
         })
-        .notify(|e, after| tracing::warn!(error = %e, ?after, "registration failed; retrying"))
-        .await
-        .context("registering with the Group Key")?;
+        .notify(|e, after| tracing::warn!(error = %e, ?after, "registration failed; retrying"));
+    let Some(resp) = stop.race(attempts).await else {
+        return Ok(None);
+    };
+    let resp = resp.context("registering with the Group Key")?;
     let state = AgentState {
         device: resp.device,
         token: resp.token,
@@ -259,7 +269,7 @@ async fn registered(
     };
     save_state(&args.state_dir, &state)?;
     tracing::info!(device = %state.device, "registered; token stored");
-    Ok(state)
+    Ok(Some(state))
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
-//! The worker's HTTPS client for the gateway: registration with a Group Key and
-//! heartbeats with a device token, over rustls trusting only the gateway's CA.
-//! Owns turning the gateway's JSON errors into [`GatewayError`].
+//! The worker's HTTPS client for the gateway: registration with a Group Key,
+//! heartbeats with a device token, work and results with either, over rustls trusting
+//! only the gateway's CA. Owns the credential each request carries ([`Bearer`]) and
+//! turning the gateway's JSON errors into [`GatewayError`].
 
 use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zop_operator::gateway::protocol::{
     self, ErrorBody, HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse,
@@ -27,6 +30,14 @@ pub enum GatewayError {
     /// The gateway could not be reached or answered garbage.
     #[error("gateway unreachable: {0}")]
     Transport(#[from] reqwest::Error),
+    /// The token file could not be read.
+    #[error("reading the token file {path}: {source}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 impl GatewayError {
@@ -35,6 +46,8 @@ impl GatewayError {
         match self {
             Self::Transport(_) => true,
             Self::Refused { status, .. } => *status == 429 || *status >= 500,
+            // The kubelet replaces the token atomically: a failed read stays failed.
+            Self::TokenFile { .. } => false,
         }
     }
 
@@ -50,6 +63,31 @@ impl GatewayError {
     }
 }
 
+/// The credential a request carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Bearer<'a> {
+    /// A token held in memory: a Group Key or an agent's device token.
+    Token(&'a str),
+    /// A projected service-account token, read afresh for every request: the kubelet
+    /// rotates the file in place long before an assignment may end.
+    File(&'a Path),
+}
+
+impl<'a> Bearer<'a> {
+    /// The token to send now.
+    pub fn token(self) -> Result<Cow<'a, str>, GatewayError> {
+        match self {
+            Self::Token(t) => Ok(Cow::Borrowed(t)),
+            Self::File(path) => std::fs::read_to_string(path)
+                .map(|t| Cow::Owned(t.trim().to_string()))
+                .map_err(|source| GatewayError::TokenFile {
+                    path: path.to_path_buf(),
+                    source,
+                }),
+        }
+    }
+}
+
 /// A client of one gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayClient {
@@ -59,6 +97,7 @@ pub struct GatewayClient {
 
 impl GatewayClient {
     /// A client for `base` (`https://host:port`) trusting only the PEM CA in `ca_pem`.
+    /// Every request is bounded in time, so a hung gateway costs a retry, not the worker.
     pub fn new(base: &str, ca_pem: &[u8]) -> anyhow::Result<Self> {
         let ca = reqwest::Certificate::from_pem(ca_pem)
             .map_err(|e| anyhow::anyhow!("--ca-cert is not a PEM certificate: {e}"))?;
@@ -82,7 +121,8 @@ impl GatewayClient {
         group_key: &str,
         req: &RegisterRequest,
     ) -> Result<RegisterResponse, GatewayError> {
-        self.post(protocol::REGISTER, group_key, req).await
+        self.post(protocol::REGISTER, Bearer::Token(group_key), req)
+            .await
     }
 
     /// Sends a heartbeat with the device token.
@@ -91,20 +131,21 @@ impl GatewayClient {
         token: &str,
         req: &HeartbeatRequest,
     ) -> Result<HeartbeatResponse, GatewayError> {
-        self.post(protocol::HEARTBEAT, token, req).await
+        self.post(protocol::HEARTBEAT, Bearer::Token(token), req)
+            .await
     }
 
     /// The named assignment, or for an agent (`None`) its device's next one; `None`
     /// when there is nothing to do.
     pub async fn work(
         &self,
-        bearer: &str,
+        bearer: Bearer<'_>,
         assignment: Option<&str>,
     ) -> Result<Option<Work>, GatewayError> {
         let mut req = self
             .http
             .get(format!("{}{}", self.base, protocol::WORK))
-            .bearer_auth(bearer);
+            .bearer_auth(bearer.token()?);
         if let Some(a) = assignment {
             req = req.query(&[("assignment", a)]);
         }
@@ -118,7 +159,7 @@ impl GatewayClient {
     /// Reports fragment results.
     pub async fn results(
         &self,
-        bearer: &str,
+        bearer: Bearer<'_>,
         req: &ResultsRequest,
     ) -> Result<ResultsResponse, GatewayError> {
         self.post(protocol::RESULTS, bearer, req).await
@@ -127,13 +168,13 @@ impl GatewayClient {
     async fn post<B: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
-        bearer: &str,
+        bearer: Bearer<'_>,
         body: &B,
     ) -> Result<R, GatewayError> {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
-            .bearer_auth(bearer)
+            .bearer_auth(bearer.token()?)
             .json(body)
             .send()
             .await?;
@@ -189,5 +230,19 @@ mod tests {
             refusal(StatusCode::FORBIDDEN, b""),
             GatewayError::Refused { status: 403, .. }
         ));
+    }
+
+    #[test]
+    fn a_token_file_is_read_again_for_every_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").unwrap();
+        let bearer = Bearer::File(&path);
+        assert_eq!(bearer.token().unwrap(), "first");
+        std::fs::write(&path, "rotated").unwrap();
+        assert_eq!(bearer.token().unwrap(), "rotated");
+        std::fs::remove_file(&path).unwrap();
+        let e = bearer.token().unwrap_err();
+        assert!(!e.is_transient() && e.to_string().contains("token"));
     }
 }

@@ -3,7 +3,7 @@
 //! to get work, agent mode ([`agent`], joining with a Group Key) and pod mode ([`pod`]),
 //! both talking to the gateway through [`client`] and executing assignments with
 //! [`work`] and [`execute`] on the process's [`engine`] (device executor and
-//! [`metrics`]).
+//! [`metrics`]), and stopping promptly on a signal ([`shutdown`]).
 
 pub mod agent;
 pub mod bench;
@@ -14,5 +14,6 @@ pub mod fingerprint;
 pub mod metrics;
 pub mod pod;
 pub mod probe;
+pub mod shutdown;
 mod timing;
 pub mod work;

@@ -2,13 +2,12 @@
 //! the command line and prints; the work lives in the `zop_worker` library.
 
 use clap::{Parser, Subcommand};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zop_worker::agent::{self, AgentArgs};
 use zop_worker::bench::{self, BenchConfig};
 use zop_worker::pod::{self, PodArgs};
 use zop_worker::probe::{self, ProbeReport};
+use zop_worker::shutdown::Shutdown;
 
 /// The ZopToken worker.
 #[derive(Debug, Parser)]
@@ -43,19 +42,11 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Agent(args) => {
             logging();
-            tokio::runtime::Runtime::new()?.block_on(agent::run(args, stop_signal()))?;
+            until_done(|stop| agent::run(args, stop))?;
         }
         Command::Pod(args) => {
             logging();
-            tokio::runtime::Runtime::new()?.block_on(async {
-                let stop = Arc::new(AtomicBool::new(false));
-                let flag = stop.clone();
-                tokio::spawn(async move {
-                    stop_signal().await;
-                    flag.store(true, Ordering::SeqCst);
-                });
-                pod::run(args, stop).await
-            })?;
+            until_done(|stop| pod::run(args, stop))?;
         }
         Command::Probe {
             json,
@@ -98,18 +89,14 @@ fn logging() {
         .init();
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
+/// Runs a mode with SIGINT and SIGTERM as its stop request. Blocking work the mode
+/// abandoned on a stop (a benchmark under way) is not waited for.
+fn until_done<T, F>(mode: impl FnOnce(Shutdown) -> F) -> anyhow::Result<T>
+where
+    F: Future<Output = anyhow::Result<T>>,
+{
+    let runtime = tokio::runtime::Runtime::new()?;
+    let out = runtime.block_on(async { mode(Shutdown::on_signals()?).await });
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    out
 }

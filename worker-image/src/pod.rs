@@ -2,13 +2,12 @@
 //! projected service-account token whose audience is the gateway. It executes the
 //! assignment and exits; SIGTERM finishes the fragment in hand and hands the rest back.
 
-use crate::client::GatewayClient;
+use crate::client::{Bearer, GatewayClient};
 use crate::engine::{Engine, EngineArgs};
+use crate::shutdown::Shutdown;
 use crate::work::{self, Outcome};
 use anyhow::Context;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Options of `zop-worker pod`.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,28 +29,23 @@ pub struct PodArgs {
     pub engine: EngineArgs,
 }
 
-/// Runs the assignment until done, closed, or `stop` is set.
-pub async fn run(args: PodArgs, stop: Arc<AtomicBool>) -> anyhow::Result<Outcome> {
+/// Runs the assignment until done, closed, or `stop` is requested.
+pub async fn run(args: PodArgs, stop: Shutdown) -> anyhow::Result<Outcome> {
     let ca = std::fs::read(&args.ca_cert)
         .with_context(|| format!("reading --ca-cert {}", args.ca_cert.display()))?;
     let client = GatewayClient::new(&args.gateway, &ca)?;
-    let token = std::fs::read_to_string(&args.token_file)
-        .with_context(|| format!("reading --token-file {}", args.token_file.display()))?;
+    let bearer = Bearer::File(&args.token_file);
+    // Fail before opening the device when the token cannot be read at all.
+    bearer.token()?;
     let engine = Engine::start(&args.engine).await?;
-    let outcome = work::run_one(
-        &engine,
-        &client,
-        token.trim(),
-        Some(&args.assignment),
-        &stop,
-    )
-    .await
-    .context("executing the assignment");
+    let outcome = work::run_one(&engine, &client, bearer, Some(&args.assignment), &stop)
+        .await
+        .context("executing the assignment");
     engine.shutdown().await;
     let outcome = outcome?;
     tracing::info!(
         ?outcome,
-        stopped = stop.load(Ordering::SeqCst),
+        stopped = stop.is_triggered(),
         "pod worker finished"
     );
     Ok(outcome)

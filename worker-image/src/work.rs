@@ -1,14 +1,15 @@
 //! Executing an assignment, shared by pod and agent modes: pull it from the gateway,
 //! run its fragments one by one, and report each result as soon as it exists (that is
-//! the progress stream). A stop request is honoured between fragments: the fragment in
-//! hand is finished and reported, the rest is handed back by simply not doing it.
+//! the progress stream). A stop request ends any wait on the gateway at once; the
+//! fragment in hand is finished and its report gets [`REPORT_GRACE`], and the rest is
+//! handed back by simply not doing it.
 
-use crate::client::{GatewayClient, GatewayError};
+use crate::client::{Bearer, GatewayClient, GatewayError};
 use crate::engine::Engine;
 use crate::execute;
+use crate::shutdown::Shutdown;
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use zop_operator::gateway::protocol::ResultsRequest;
 
@@ -31,6 +32,10 @@ pub enum Outcome {
     Closed,
 }
 
+/// How long after a stop request the result of the fragment in hand may still take to
+/// reach the gateway; past it the fragment is left for reassignment.
+pub const REPORT_GRACE: Duration = Duration::from_secs(3);
+
 fn retry() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
@@ -41,18 +46,20 @@ fn retry() -> ExponentialBuilder {
 
 /// Pulls and executes one assignment (`assignment` names it; `None` asks for the
 /// device's next one) on `engine`, reporting every fragment. Returns early when `stop`
-/// is set.
+/// is requested.
 pub async fn run_one(
     engine: &Arc<Engine>,
     client: &GatewayClient,
-    bearer: &str,
+    bearer: Bearer<'_>,
     assignment: Option<&str>,
-    stop: &Arc<AtomicBool>,
+    stop: &Shutdown,
 ) -> Result<Outcome, GatewayError> {
     let work = (|| client.work(bearer, assignment))
         .retry(retry())
-        .when(GatewayError::is_transient)
-        .await;
+        .when(GatewayError::is_transient);
+    let Some(work) = stop.race(work).await else {
+        return Ok(Outcome::HandedBack { fragments: 0 });
+    };
     let work = match work {
         Ok(Some(w)) => w,
         Ok(None) => return Ok(Outcome::Idle),
@@ -71,7 +78,7 @@ pub async fn run_one(
     let label = kind.as_ref().map_or("unknown", |k| k.name());
     let mut done = 0u32;
     for span in work.fragments {
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_triggered() {
             return Ok(Outcome::HandedBack { fragments: done });
         }
         let result = match &kind {
@@ -106,14 +113,17 @@ pub async fn run_one(
             assignment: work.assignment.clone(),
             results: vec![result],
         };
-        match (|| client.results(bearer, &req))
+        let report = (|| client.results(bearer, &req))
             .retry(retry())
-            .when(GatewayError::is_transient)
-            .await
-        {
-            Ok(_) => done += 1,
-            Err(GatewayError::Refused { status: 410, .. }) => return Ok(Outcome::Closed),
-            Err(e) => return Err(e),
+            .when(GatewayError::is_transient);
+        match stop.grace(REPORT_GRACE, report).await {
+            None => {
+                tracing::warn!("stopping: the gateway did not take the last result in time");
+                return Ok(Outcome::HandedBack { fragments: done });
+            }
+            Some(Ok(_)) => done += 1,
+            Some(Err(GatewayError::Refused { status: 410, .. })) => return Ok(Outcome::Closed),
+            Some(Err(e)) => return Err(e),
         }
     }
     Ok(Outcome::Done { fragments: done })
