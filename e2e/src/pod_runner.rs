@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+mod admit;
 mod env;
 mod objects;
 mod prepare;
@@ -130,6 +131,8 @@ pub struct RunnerStats {
     pub finished: u64,
     /// Pods marked Failed because their process could not be started.
     pub failed_to_start: u64,
+    /// Pods refused because their node had no room for their GPUs.
+    pub refused: u64,
 }
 
 /// A process the runner is running now.
@@ -153,6 +156,8 @@ pub enum RunError {
     Config(String),
     /// The process could not be spawned (no such command, no log file).
     Start(String),
+    /// The node's allocatable `nvidia.com/gpu` has no room for the pod.
+    OutOfGpu(String),
 }
 
 impl RunError {
@@ -161,12 +166,13 @@ impl RunError {
         match self {
             RunError::Config(_) => "CreateContainerConfigError",
             RunError::Start(_) => "StartError",
+            RunError::OutOfGpu(_) => "OutOfnvidia.com/gpu",
         }
     }
 
     fn message(&self) -> &str {
         match self {
-            RunError::Config(m) | RunError::Start(m) => m,
+            RunError::Config(m) | RunError::Start(m) | RunError::OutOfGpu(m) => m,
         }
     }
 }
@@ -218,6 +224,7 @@ impl PodRunner {
             procs: Mutex::new(Procs::default()),
             counters: Counters::default(),
             fake_nodes: Mutex::new(HashMap::new()),
+            gpus: admit::GpuLedger::default(),
         });
         let task = tokio::spawn(watch_and_run(shared.clone()));
         Self {
@@ -233,6 +240,7 @@ impl PodRunner {
             started: c.started.load(Ordering::Relaxed),
             finished: c.finished.load(Ordering::Relaxed),
             failed_to_start: c.failed_to_start.load(Ordering::Relaxed),
+            refused: c.refused.load(Ordering::Relaxed),
         }
     }
 
@@ -298,6 +306,7 @@ struct Counters {
     started: AtomicU64,
     finished: AtomicU64,
     failed_to_start: AtomicU64,
+    refused: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -323,6 +332,8 @@ struct Shared {
     counters: Counters,
     /// Node name -> whether kwok simulates it (only known nodes are cached).
     fake_nodes: Mutex<HashMap<String, bool>>,
+    /// GPUs held by the pods admitted on each node.
+    gpus: admit::GpuLedger,
 }
 
 /// What a pod task learns from `poll_exit`.
@@ -599,6 +610,22 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<PodVi
         short(&uid)
     ));
     let started_at = Time(Timestamp::now());
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
+    // Held until this function returns: after the process ended and its status is written.
+    let _gpus = match admit::admit(&shared, &pod, &node, &uid).await {
+        Ok(hold) => hold,
+        Err(e) => {
+            eprintln!("pod-runner: {pod_ref}: {e}");
+            shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+            let patch = not_started_status(&pod, &e, &started_at);
+            patch_status(&pods, &pod_ref, &patch).await;
+            return uid;
+        }
+    };
     let prepared = match prepare(&shared, &pod, &pod_dir).await {
         Ok(p) => p,
         Err(e) => {

@@ -362,14 +362,16 @@ async fn devices_onboard_join_heartbeat_and_survive_restarts() {
         wait_phase(&client, name, DevicePhase::Online, Duration::from_secs(10)).await;
     }
 
-    // A worker pod's projected token, audience-bound to the gateway, is accepted through
-    // TokenReview; the same kind of token for another audience is not.
+    // A service-account token is honoured only when it is bound to a worker Pod the
+    // operator created: a `zop-worker` token of the operator's namespace that is bound to
+    // no Pod is refused, for the gateway's audience as for any other (the tenants test
+    // plays the bound tokens).
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
     let sa: ServiceAccount =
         serde_json::from_value(serde_json::json!({"metadata": {"name": "zop-worker"}})).unwrap();
-    sas.create(&PostParams::default(), &sa).await.unwrap();
+    let _ = sas.create(&PostParams::default(), &sa).await;
     let https = operator.https_client().unwrap();
-    for (audience, ok) in [("zoptoken-gateway", true), ("some-other-service", false)] {
+    for audience in ["zoptoken-gateway", "some-other-service"] {
         let req = TokenRequest {
             spec: Some(TokenRequestSpec {
                 audiences: Some(vec![audience.into()]),
@@ -393,15 +395,8 @@ async fn devices_onboard_join_heartbeat_and_survive_restarts() {
             .unwrap();
         let status = resp.status();
         let body: serde_json::Value = resp.json().await.unwrap();
-        if ok {
-            assert!(status.is_success(), "{status} {body}");
-            assert_eq!(body["kind"], "WorkerPod");
-            assert_eq!(body["serviceAccount"], "zop-worker");
-            assert_eq!(body["namespace"], ns.as_str());
-        } else {
-            assert_eq!(status.as_u16(), 401, "{body}");
-            assert!(body["reason"].is_string());
-        }
+        assert_eq!(status.as_u16(), 401, "{audience}: {body}");
+        assert_eq!(body["reason"], "Unauthorized");
     }
 
     // Removing the onboarding label retires a Device; nothing is deleted.

@@ -80,6 +80,7 @@ async fn wait_phase(
     .await
 }
 
+/// The worker Pods of task `uid`: in the operator's namespace `ns`, out of tenants' reach.
 async fn pods_of(client: &Client, ns: &str, uid: &str) -> Vec<Pod> {
     Api::<Pod>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels(&format!("zoptoken.io/task-uid={uid}")))
@@ -167,16 +168,16 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
         "FIGURE tasks: two tasks (50 fragments, 50 worker pods) completed in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    for (done, ns, allowed, fragments) in [
-        (&done_a, &team_a, vec![H100], 30),
-        (&done_b, &team_b, vec![H100, RTX4090], 20),
+    for (done, allowed, fragments) in [
+        (&done_a, vec![H100], 30),
+        (&done_b, vec![H100, RTX4090], 20),
     ] {
         let s = done.status.clone().unwrap();
         assert_eq!(s.fragments.completed, fragments);
         assert_eq!(s.fragments.total, fragments);
         assert_eq!(s.result.as_ref().map(|r| r.digest.len()), Some(64));
         assert!(!s.contributions.is_empty());
-        let pods = pods_of(&client, ns, &done.uid().unwrap()).await;
+        let pods = pods_of(&client, &op_ns, &done.uid().unwrap()).await;
         assert_eq!(
             pods.len() as u32,
             fragments,
@@ -236,6 +237,32 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
         "a deterministic task gave two results"
     );
 
+    // More fragments than the cluster has GPUs of the model: each node runs at most as
+    // many worker Pods as it has GPUs (a real kubelet, like the pod runner, refuses one
+    // more with OutOfnvidia.com/gpu), and the rest wait their turn.
+    let gpus = products.values().filter(|p| p.as_str() == RTX4090).count() as u32;
+    let crowd = submit(
+        &client,
+        &team_a,
+        &task("crowd", 64, 8, 3 * gpus, &[RTX4090]),
+    )
+    .await;
+    let crowded = wait_phase(&client, &team_a, "crowd", TaskPhase::Completed, 240).await;
+    assert_eq!(crowded.status.unwrap().fragments.completed, 3 * gpus);
+    let refused: Vec<String> = pods_of(&client, &op_ns, &crowd.uid().unwrap())
+        .await
+        .into_iter()
+        .filter(|p| {
+            p.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("OutOfnvidia.com/gpu")
+        })
+        .map(|p| p.name_any())
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "GPU pods refused by their node: {refused:?}"
+    );
+    assert_eq!(runner.stats().refused, 0);
+
     // No device can run it: Failed, with the reason.
     submit(
         &client,
@@ -261,7 +288,7 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
         Duration::from_secs(60),
         Duration::from_millis(200),
         || async {
-            (!pods_of(&client, &team_a, &slow.uid().unwrap())
+            (!pods_of(&client, &op_ns, &slow.uid().unwrap())
                 .await
                 .is_empty())
             .then_some(())
@@ -282,7 +309,7 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
         Duration::from_secs(60),
         Duration::from_millis(300),
         || async {
-            let left = pods_of(&client, &team_a, &slow.uid().unwrap()).await;
+            let left = pods_of(&client, &op_ns, &slow.uid().unwrap()).await;
             left.iter()
                 .all(|p| {
                     p.metadata.deletion_timestamp.is_some()
@@ -311,7 +338,7 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
         Duration::from_secs(60),
         Duration::from_millis(100),
         || async {
-            pods_of(&client, &team_b, &uid)
+            pods_of(&client, &op_ns, &uid)
                 .await
                 .into_iter()
                 .find_map(|p| p.spec?.node_name)
@@ -501,6 +528,7 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     assert!(sample(&metrics, "zop_gateway_results_total", &[]).is_some());
 
     let stats = runner.shutdown().await;
+    assert_eq!(stats.refused, 0, "a node was given more GPU pods than GPUs");
     eprintln!(
         "FIGURE tasks: pod runner started {} worker processes",
         stats.started

@@ -151,9 +151,10 @@ async fn main() -> anyhow::Result<()> {
         .create(&PostParams::default(), &task)
         .await?;
     let uid = created.uid().context("the task has no uid")?;
+    // Worker Pods run in the operator's namespace.
     until_bound(
         &client,
-        &ours_ns,
+        &op_ns,
         &format!("zoptoken.io/task-uid={uid}"),
         args.pods as usize,
     )

@@ -667,12 +667,35 @@ async fn schedule(
             plan(&slicing, &theirs, batch, &ctx.config.retry),
         ));
     }
+    // A worker Pod holds its GPU until it ends, which may be after its assignment
+    // completed: the node's kubelet counts the Pod, so the scheduler does too.
+    let mut pods_on_node: HashMap<String, u32> = HashMap::new();
+    for p in ctx.pods.state() {
+        let ended = matches!(
+            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone())
+            && !ended
+        {
+            *pods_on_node.entry(node).or_default() += 1;
+        }
+    }
+    let node_of: HashMap<String, String> = devices
+        .iter()
+        .filter_map(|d| Some((d.name_any(), d.spec.source.node.as_ref()?.name.clone())))
+        .collect();
     let mut snapshot =
         Snapshot::from_devices(devices.iter().map(AsRef::as_ref), &Default::default());
     for d in &mut snapshot.devices {
-        let (fragments, pods) = running.get(d.name.as_str()).copied().unwrap_or((0, 0));
+        let (fragments, assignments) = running.get(d.name.as_str()).copied().unwrap_or((0, 0));
+        let pods = node_of
+            .get(&d.name)
+            .and_then(|n| pods_on_node.get(n))
+            .copied()
+            .unwrap_or(0);
         d.running = d.running.max(fragments);
-        d.units = pods;
+        d.units = assignments.max(pods);
     }
     let mut load = LoadState::new(&snapshot);
     let outcome = run_cycle(
@@ -698,10 +721,6 @@ async fn schedule(
     ctx.worker_access
         .get_or_try_init(|| ensure_worker_access(ctx))
         .await?;
-    let nodes: HashMap<String, String> = devices
-        .iter()
-        .filter_map(|d| Some((d.name_any(), d.spec.source.node.as_ref()?.name.clone())))
-        .collect();
     let mut writes = Vec::with_capacity(mine.len());
     for d in &mine {
         let unit = &queued[0].units[d.unit];
@@ -725,7 +744,7 @@ async fn schedule(
         let cm = record::to_config_map(&ctx.config.namespace, &a)
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let gpus = u32::from(device.class == DeviceClass::Gpu && device.gpu_count > 0);
-        let pod = match nodes.get(&device.name) {
+        let pod = match node_of.get(&device.name) {
             Some(node) => Some(
                 worker_pod::worker_pod(&a, &name, node, gpus, &ctx.config.pod)
                     .map_err(|e| Error::Invalid(e.to_string()))?,
