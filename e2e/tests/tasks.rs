@@ -244,7 +244,7 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     let crowd = submit(
         &client,
         &team_a,
-        &task("crowd", 64, 8, 3 * gpus, &[RTX4090]),
+        &task("crowd", 64, u64::from(3 * gpus), 3 * gpus, &[RTX4090]),
     )
     .await;
     let crowded = wait_phase(&client, &team_a, "crowd", TaskPhase::Completed, 240).await;

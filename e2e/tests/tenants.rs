@@ -294,12 +294,14 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
         "{denied:?}"
     );
     // An invalid record where only the operator (and admins) write: ignored, reported.
+    let mut reversed = record(5, 2, "Running", serde_json::json!([]));
+    reversed["attempt"] = 9.into();
     let corrupt: ConfigMap = serde_json::from_value(serde_json::json!({
         "metadata": {
             "name": zop_operator::tasks::record::name(&uid, 5, 9),
             "labels": { "zoptoken.io/assignment": "true", "zoptoken.io/task-uid": uid },
         },
-        "data": { "assignment.json": record(5, 2, "Running", serde_json::json!([])).to_string() },
+        "data": { "assignment.json": reversed.to_string() },
     }))
     .unwrap();
     Api::<ConfigMap>::namespaced(client.clone(), &op_ns)

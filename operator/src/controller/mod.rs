@@ -7,6 +7,7 @@
 pub mod coalesce;
 pub mod devices;
 pub mod onboard;
+pub mod scheduler;
 pub mod task_metrics;
 pub mod tasks;
 

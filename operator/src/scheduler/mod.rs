@@ -19,7 +19,9 @@
 pub mod cycle;
 pub mod fairness;
 mod hash;
+pub mod index;
 pub mod placement;
+pub mod round;
 pub mod slicer;
 pub mod snapshot;
 

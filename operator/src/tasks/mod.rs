@@ -2,6 +2,7 @@
 //! the aggregated status it shows. No I/O; the task controller calls these.
 
 pub mod assignment;
+pub mod decide;
 pub mod lifecycle;
 pub mod plan;
 pub mod record;

@@ -1,0 +1,96 @@
+//! One round of the scheduler loop, short of its writes: the snapshot of the devices
+//! with the load the index and the assumptions put on them, each queued task's units
+//! less those already placed, and the cycle over them. The loop runs this, then writes
+//! what it decided; the benchmark runs exactly this. Pure; times are Unix milliseconds.
+
+use super::cycle::{CycleConfig, CycleInput, CycleOutcome, QueuedTask, run_cycle};
+use super::index::{AssignmentIndex, Assumptions};
+use super::placement::LoadState;
+use super::snapshot::Snapshot;
+use crate::api::Device;
+use crate::tasks::record;
+use std::collections::HashMap;
+
+/// A queued task with its UID.
+#[derive(Debug, Clone, Copy)]
+pub struct Waiting<'a> {
+    /// The task's UID.
+    pub uid: &'a str,
+    /// Its waiting units, as its reconcile decided them.
+    pub task: &'a QueuedTask,
+}
+
+/// What a round decided.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// The devices the cycle saw.
+    pub snapshot: Snapshot,
+    /// The Node of each cluster device of the snapshot, by device name.
+    pub nodes: HashMap<String, String>,
+    /// The tasks the cycle saw (units already placed removed), in queue order.
+    pub tasks: Vec<QueuedTask>,
+    /// The cycle's decisions.
+    pub outcome: CycleOutcome,
+}
+
+/// Runs one round over `devices` and the queue.
+pub fn round<'a>(
+    devices: impl Iterator<Item = &'a Device> + Clone,
+    index: &AssignmentIndex,
+    assumptions: &Assumptions,
+    queue: &[Waiting<'_>],
+    now_ms: i64,
+    config: &CycleConfig,
+) -> Round {
+    let mut snapshot = Snapshot::from_devices(devices.clone(), &Default::default());
+    let nodes: HashMap<String, String> = devices
+        .filter_map(|d| {
+            Some((
+                d.metadata.name.clone()?,
+                d.spec.source.node.as_ref()?.name.clone(),
+            ))
+        })
+        .collect();
+    let assumed = assumptions.load();
+    for d in &mut snapshot.devices {
+        let live = index.load(&d.name);
+        let extra = assumed.get(d.name.as_str()).copied().unwrap_or_default();
+        let pods = nodes.get(&d.name).map_or(0, |n| index.pods_on(n));
+        d.running = d
+            .running
+            .max(live.fragments.saturating_add(extra.fragments));
+        // A node's kubelet counts its unfinished Pods, the index its live assignments:
+        // the larger is what the node holds.
+        d.units = live.assignments.max(pods).saturating_add(extra.assignments);
+    }
+    // Units a placement in flight covers, or whose record exists already (the task's
+    // reconcile has not seen it yet), are not placed again.
+    let tasks: Vec<QueuedTask> = queue
+        .iter()
+        .map(|w| {
+            let mut t = w.task.clone();
+            t.units.retain(|u| {
+                let name = record::name(w.uid, u.fragments.start, u.failures);
+                !assumptions.covers(w.uid, &u.fragments) && !index.has_record(&name)
+            });
+            t
+        })
+        .collect();
+    let mut load = LoadState::new(&snapshot);
+    let outcome = run_cycle(
+        &CycleInput {
+            now_ms,
+            seed: 0x5eed,
+            tasks: &tasks,
+        },
+        &snapshot,
+        &mut load,
+        config,
+    );
+    Round {
+        snapshot,
+        nodes,
+        tasks,
+        outcome,
+    }
+}

@@ -1,0 +1,298 @@
+//! The task controller's decision, as a pure function of what it observed: which live
+//! assignments are lost now, what the task's status becomes, which units wait for the
+//! scheduler loop, whether the task just ended, and when to look again. The controller
+//! only observes (its records, their devices and Pods, the loop's last word on the task)
+//! and writes what this returns.
+
+use super::assignment::{self, Assignment, State};
+use super::lifecycle::{Facts, Limits, Reason, next_phase};
+use super::plan::{plan, result_digest};
+use super::summary;
+use crate::api::TaskPhase;
+use crate::api::common::{conditions, set_condition};
+use crate::api::task_status::{ComputeTaskStatus, TaskResult};
+use crate::scheduler::cycle::{RetryPolicy, Unit};
+use crate::scheduler::slicer::Slicing;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use std::time::Duration;
+
+/// The scheduler loop's last word on a task's waiting work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scheduling {
+    /// It placed this many assignments of the task in its last cycle that placed any.
+    Placed(u32),
+    /// Devices could run the task, but none has room now.
+    Waiting,
+    /// No device can run the task, and why.
+    Unschedulable(String),
+}
+
+/// Why a live assignment is lost, as observed.
+pub type LostBecause<'a> = &'a dyn Fn(&Assignment) -> Option<&'static str>;
+
+/// What the controller observed of one task.
+#[derive(Clone, Copy)]
+pub struct Observed<'a> {
+    /// The status as read.
+    pub status: &'a ComputeTaskStatus,
+    /// `spec.cancel`.
+    pub cancel: bool,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// Creation time, Unix seconds.
+    pub created_s: i64,
+    /// `spec.activeDeadlineSeconds`.
+    pub deadline_seconds: Option<u64>,
+    /// How the task is sliced.
+    pub slicing: &'a Slicing,
+    /// The task's validated assignment records.
+    pub records: &'a [Assignment],
+    /// Why a live record is lost now (device gone, Pod failed, agent silent), if it is.
+    pub lost_because: LostBecause<'a>,
+    /// The scheduler loop's last word on the task.
+    pub scheduling: Option<&'a Scheduling>,
+    /// Fragments per waiting unit.
+    pub batch: u32,
+    /// Reassignment backoff and retry limit.
+    pub retry: &'a RetryPolicy,
+    /// When a task fails.
+    pub limits: &'a Limits,
+    /// Now, Unix milliseconds.
+    pub now_ms: i64,
+}
+
+impl std::fmt::Debug for Observed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed")
+            .field("status", &self.status.phase)
+            .field("records", &self.records.len())
+            .field("scheduling", &self.scheduling)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a task ended, for its Event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// Completed (a Normal Event) or not (a Warning).
+    pub completed: bool,
+    /// The Event's reason.
+    pub reason: &'static str,
+    /// Its note.
+    pub message: String,
+}
+
+/// What to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Records to mark lost (indices into [`Observed::records`]), and why.
+    pub lost: Vec<(usize, &'static str)>,
+    /// The status to apply.
+    pub status: ComputeTaskStatus,
+    /// Units waiting for a device, for the scheduler loop; empty once nothing waits.
+    pub waiting: Vec<Unit>,
+    /// The task ended with this decision.
+    pub ended: Option<Ended>,
+    /// When to look again at the latest.
+    pub requeue: Duration,
+}
+
+fn time(ms: i64) -> Time {
+    Time(Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+fn set(
+    list: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    at: &Time,
+) {
+    set_condition(
+        list,
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.chars().take(1024).collect(),
+            last_transition_time: at.clone(),
+            observed_generation: None,
+        },
+    );
+}
+
+/// Decides; see the module docs.
+pub fn decide(o: &Observed<'_>) -> Decision {
+    let now = o.now_ms;
+    let at = time(now);
+    let status = o.status;
+    let cancelled = o.cancel || status.phase.is_terminal();
+    let mut records = o.records.to_vec();
+    let mut lost = Vec::new();
+    for (i, a) in records.iter_mut().enumerate() {
+        if !matches!(a.state, State::Pending | State::Running) {
+            continue;
+        }
+        let why = if cancelled {
+            Some("TaskEnded")
+        } else {
+            (o.lost_because)(a)
+        };
+        if let Some(why) = why {
+            a.lose(now);
+            lost.push((i, why));
+        }
+    }
+    let plan = plan(o.slicing, &records, o.batch, o.retry);
+    let mut conds = status.conditions.clone();
+    if !cancelled && !plan.waiting.is_empty() {
+        match o.scheduling {
+            Some(Scheduling::Unschedulable(why)) => {
+                set(
+                    &mut conds,
+                    conditions::SCHEDULED,
+                    "False",
+                    "NoEligibleDevice",
+                    why,
+                    &at,
+                );
+            }
+            Some(Scheduling::Waiting) => {
+                let message = "every eligible device is busy; waiting for room";
+                set(
+                    &mut conds,
+                    conditions::SCHEDULED,
+                    "False",
+                    "DevicesBusy",
+                    message,
+                    &at,
+                );
+            }
+            Some(Scheduling::Placed(n)) => {
+                let message = format!("{n} assignments placed");
+                set(
+                    &mut conds,
+                    conditions::SCHEDULED,
+                    "True",
+                    "Placed",
+                    &message,
+                    &at,
+                );
+            }
+            None => {}
+        }
+    }
+    let ineligible_since = conds
+        .iter()
+        .find(|c| {
+            c.type_ == conditions::SCHEDULED
+                && c.status == "False"
+                && c.reason == "NoEligibleDevice"
+        })
+        .map(|c| c.last_transition_time.0.as_second());
+    let mut counts = plan.counts.clone();
+    counts.verified = counts.completed;
+    let (phase, reason) = next_phase(
+        &Facts {
+            phase: status.phase,
+            cancel: o.cancel,
+            deleting: false,
+            created: o.created_s,
+            deadline_seconds: o.deadline_seconds,
+            counts: counts.clone(),
+            ineligible_since,
+            now: now / 1000,
+        },
+        o.limits,
+    );
+    let mut next = ComputeTaskStatus {
+        phase,
+        progress: summary::progress(&counts),
+        contributions: summary::contributions(assignment::contributions(&records)),
+        fragments: counts.clone(),
+        result: None,
+        start_time: status.start_time.clone(),
+        completion_time: status.completion_time.clone(),
+        conditions: conds,
+        observed_generation: o.generation,
+    };
+    if next.start_time.is_none() && (counts.running > 0 || counts.completed > 0) {
+        next.start_time = Some(at.clone());
+    }
+    if phase == TaskPhase::Completed {
+        next.result = result_digest(counts.total, &records).map(|digest| TaskResult {
+            digest,
+            ..TaskResult::default()
+        });
+    }
+    let mut ended = None;
+    if status.phase.is_terminal() {
+        next.phase = status.phase;
+        next.completion_time = status.completion_time.clone();
+    } else {
+        let message = match reason {
+            Reason::NoEligibleDevice => next
+                .conditions
+                .iter()
+                .find(|c| c.type_ == conditions::SCHEDULED)
+                .map_or_else(String::new, |c| c.message.clone()),
+            _ => format!("{} of {} fragments verified", counts.verified, counts.total),
+        };
+        let ready = if phase == TaskPhase::Completed {
+            "True"
+        } else {
+            "False"
+        };
+        set(
+            &mut next.conditions,
+            conditions::READY,
+            ready,
+            reason.as_str(),
+            &message,
+            &at,
+        );
+        if phase.is_terminal() {
+            next.completion_time = Some(at.clone());
+            ended = Some(Ended {
+                completed: phase == TaskPhase::Completed,
+                reason: match phase {
+                    TaskPhase::Completed => "Completed",
+                    TaskPhase::Cancelled => "Cancelled",
+                    _ => "Failed",
+                },
+                message,
+            });
+        }
+    }
+    let terminal = next.phase.is_terminal();
+    let waiting = if terminal || o.cancel {
+        Vec::new()
+    } else {
+        plan.waiting
+    };
+    let requeue = if terminal {
+        Duration::from_secs(600)
+    } else {
+        waiting
+            .iter()
+            .map(|u| u.not_before_ms)
+            .filter(|&t| t > now)
+            .min()
+            .map_or(Duration::from_secs(5), |t| {
+                Duration::from_millis(u64::try_from(t - now).unwrap_or(0) + 50)
+            })
+            .min(Duration::from_secs(5))
+    };
+    Decision {
+        lost,
+        status: next,
+        waiting,
+        ended,
+        requeue,
+    }
+}
+
+#[cfg(test)]
+mod tests;
