@@ -538,38 +538,63 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
         .create(&PostParams::default(), &task("cpu-work", cpu_spec.clone()))
         .await
         .unwrap();
-    let work = wait_for(
-        "work for the liar",
-        Duration::from_secs(60),
-        Duration::from_millis(300),
-        || async {
+    // The liar heartbeats, pulls each of its assignments and claims the most it can.
+    let tasks_api: Api<ComputeTask> = Api::namespaced(client.clone(), &team);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut reported = 0;
+    loop {
+        let beat = serde_json::json!({ "load": 0, "runningFragments": 0 });
+        let (status, body) = call(
+            &https,
+            reqwest::Method::POST,
+            format!("{gw}/v1/heartbeat"),
+            &agent_token,
+            Some(beat),
+        )
+        .await;
+        assert_eq!(status, 200, "the liar's heartbeat: {body}");
+        let (status, work) = call(
+            &https,
+            reqwest::Method::GET,
+            format!("{gw}/v1/work"),
+            &agent_token,
+            None,
+        )
+        .await;
+        if status == 200 {
+            let results: Vec<serde_json::Value> = work["fragments"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| serde_json::json!({ "fragment": f["index"], "digest": "cd".repeat(32), "workUnits": u64::MAX, "elapsedMs": 1 }))
+                .collect();
+            reported += results.len();
             let (status, body) = call(
                 &https,
-                reqwest::Method::GET,
-                format!("{gw}/v1/work"),
+                reqwest::Method::POST,
+                format!("{gw}/v1/results"),
                 &agent_token,
-                None,
+                Some(serde_json::json!({ "assignment": work["assignment"], "results": results })),
             )
             .await;
-            (status == 200).then_some(body)
-        },
-    )
-    .await;
-    let results: Vec<serde_json::Value> = work["fragments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| serde_json::json!({ "fragment": f["index"], "digest": "cd".repeat(32), "workUnits": u64::MAX, "elapsedMs": 1 }))
-        .collect();
-    let (status, body) = call(
-        &https,
-        reqwest::Method::POST,
-        format!("{gw}/v1/results"),
-        &agent_token,
-        Some(serde_json::json!({ "assignment": work["assignment"], "results": results })),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+            assert_eq!(status, 200, "{body}");
+        }
+        let phase = tasks_api
+            .get("cpu-work")
+            .await
+            .ok()
+            .and_then(|t| t.status)
+            .map(|s| s.phase);
+        if phase == Some(TaskPhase::Completed) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cpu-work did not complete: {phase:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(reported, 2, "the liar reported every fragment once");
     let done = wait_phase(&client, &team, "cpu-work", TaskPhase::Completed).await;
     let spec: zop_operator::api::task::ComputeTaskSpec = serde_json::from_value(cpu_spec).unwrap();
     let slicing = slicer::slice(&spec).unwrap();
