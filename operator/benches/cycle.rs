@@ -16,6 +16,7 @@ use zop_operator::scheduler::fixtures::{TaskBuilder, fleet};
 use zop_operator::scheduler::index::{AssignmentIndex, Assumed, Assumptions, Live, Source};
 use zop_operator::scheduler::round::{Waiting, round};
 use zop_operator::scheduler::slicer::slice;
+use zop_operator::scheduler::snapshot::{Snapshot, TierBounds};
 
 const DEVICES: usize = 10_000;
 const TASKS: usize = 100;
@@ -94,7 +95,23 @@ fn main() {
         black_box(&r);
     }
     samples.sort();
+    // The snapshot alone, to show what the round spends outside placement.
+    let mut snapshots: Vec<_> = (0..RUNS)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(Snapshot::from_devices(
+                devices.iter(),
+                &TierBounds::default(),
+            ));
+            start.elapsed()
+        })
+        .collect();
+    snapshots.sort();
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "snapshot devices={DEVICES} ms={:.1}",
+        ms(snapshots[RUNS / 2])
+    );
     println!(
         "round devices={DEVICES} tasks={TASKS} fragments_per_task={FRAGMENTS} live={} finished_records=100000 assumed={} decisions={decisions} ms={:.1} min_ms={:.1} max_ms={:.1}",
         index.live_count(),

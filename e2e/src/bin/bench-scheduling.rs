@@ -1,10 +1,17 @@
 //! `bench-scheduling`: end-to-end placement on the local control plane, side by side
-//! with kube-scheduler. On a cluster of simulated GPU nodes labelled for onboarding, it
-//! times (1) one ComputeTask of N single-fragment assignments from creation until its N
-//! worker Pods exist bound to their nodes, and (2) N equivalent Pods (one
-//! `nvidia.com/gpu`, a GPU nodeSelector) created by a client with the same concurrency
-//! the operator uses, until kube-scheduler has bound them all. Prints both times, their
-//! ratio, and the operator's peak memory. A benchmark: it prints figures, asserts none.
+//! with kube-scheduler and with the API server's raw Pod-create rate. On a cluster of
+//! simulated GPU nodes labelled for onboarding, it times
+//! 1. one ComputeTask of N single-fragment assignments, from creation until its N worker
+//!    Pods exist bound to their nodes;
+//! 2. N equivalent Pods (one `nvidia.com/gpu`, a GPU nodeSelector) created by a client
+//!    with the operator's write concurrency, until kube-scheduler has bound them all;
+//! 3. N such Pods created already bound (`nodeName`) at the same concurrency: the rate
+//!    at which this API server takes Pods at all, the ceiling for any scheduler here.
+//!
+//! Prints the three times, the ratios, and the operator's peak memory. A benchmark: it
+//! prints figures, asserts none. kube-scheduler runs as the cluster was started: with its
+//! default client limits, or raised (`e2e/cluster up --scheduler-config
+//! e2e/scripts/kube-scheduler-raised-limits.yaml`); `--scheduler-label` names which.
 //!
 //!   e2e/cluster nodes 1000 --mix h100=4,a100=3,l4=2,rtx4090=1 --label zoptoken.io/onboard=true
 //!   cargo build --release --workspace --bins
@@ -31,9 +38,13 @@ struct Args {
     /// Pods to place, each way.
     #[arg(long, default_value_t = 1000)]
     pods: u32,
-    /// Concurrency of the client creating kube-scheduler's pods (the operator's is 32).
-    #[arg(long, default_value_t = 32)]
+    /// Concurrency of the clients creating kube-scheduler's and the raw pods (the
+    /// operator's scheduler loop writes 128 placements at once).
+    #[arg(long, default_value_t = 128)]
     concurrency: usize,
+    /// How the cluster's kube-scheduler is configured, for the report.
+    #[arg(long, default_value = "default client limits")]
+    scheduler_label: String,
 }
 
 async fn bound(client: &Client, ns: &str, selector: &str) -> anyhow::Result<usize> {
@@ -56,6 +67,27 @@ async fn until_bound(client: &Client, ns: &str, selector: &str, n: usize) -> any
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// A Pod as kube-scheduler would get it: one GPU, a GPU nodeSelector, labelled `bench=KIND`.
+fn pod(i: u32, kind: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": format!("gpu-{i:05}"), "labels": { "bench": kind } },
+        "spec": {
+            "nodeSelector": { "nvidia.com/gpu.present": "true" },
+            "tolerations": [{ "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" }],
+            "automountServiceAccountToken": false,
+            "containers": [{
+                "name": "worker", "image": "zoptoken/zop-worker:bench",
+                "resources": {
+                    "requests": { "cpu": "500m", "memory": "512Mi", "nvidia.com/gpu": "1" },
+                    "limits": { "cpu": "2", "memory": "2Gi", "nvidia.com/gpu": "1" },
+                },
+            }],
+        },
+    }))
+    .expect("a valid pod")
 }
 
 fn peak_rss_mib(pid: u32) -> Option<f64> {
@@ -162,27 +194,7 @@ async fn main() -> anyhow::Result<()> {
     let ours = t0.elapsed();
 
     // kube-scheduler: equivalent Pods, created by a client, bound by the scheduler.
-    let pods: Vec<Pod> = (0..args.pods)
-        .map(|i| {
-            serde_json::from_value(serde_json::json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": { "name": format!("gpu-{i:05}"), "labels": { "bench": "kube-scheduler" } },
-                "spec": {
-                    "nodeSelector": { "nvidia.com/gpu.present": "true" },
-                    "tolerations": [{ "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" }],
-                    "automountServiceAccountToken": false,
-                    "containers": [{
-                        "name": "worker", "image": "zoptoken/zop-worker:bench",
-                        "resources": {
-                            "requests": { "cpu": "500m", "memory": "512Mi", "nvidia.com/gpu": "1" },
-                            "limits": { "cpu": "2", "memory": "2Gi", "nvidia.com/gpu": "1" },
-                        },
-                    }],
-                },
-            }))
-            .expect("a valid pod")
-        })
-        .collect();
+    let pods: Vec<Pod> = (0..args.pods).map(|i| pod(i, "kube-scheduler")).collect();
     let api: Api<Pod> = Api::namespaced(client.clone(), &kube_ns);
     let t0 = Instant::now();
     stream::iter(pods)
@@ -202,6 +214,38 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let kube = t0.elapsed();
 
+    // The API server's raw rate: the same Pods, created already bound.
+    let raw_ns = env.test_namespace("bench-raw").await?;
+    let nodes: Vec<String> = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .list_metadata(&ListParams::default().labels("zoptoken.io/onboard=true"))
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    anyhow::ensure!(!nodes.is_empty(), "no onboarded node to bind raw pods to");
+    let raw_pods: Vec<Pod> = (0..args.pods)
+        .map(|i| {
+            let mut p = pod(i, "raw");
+            if let Some(spec) = p.spec.as_mut() {
+                spec.node_name = Some(nodes[i as usize % nodes.len()].clone());
+                spec.node_selector = None;
+            }
+            p
+        })
+        .collect();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &raw_ns);
+    let t0 = Instant::now();
+    stream::iter(raw_pods)
+        .map(|p| {
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &p).await }
+        })
+        .buffer_unordered(args.concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let raw = t0.elapsed();
+
     let rss = peak_rss_mib(pid);
     println!(
         "zoptoken scheduler: {} pods bound in {:.2}s ({:.0} pods/s)",
@@ -216,8 +260,20 @@ async fn main() -> anyhow::Result<()> {
         f64::from(args.pods) / kube.as_secs_f64()
     );
     println!(
-        "ratio (kube-scheduler time / ours): {:.2}x",
+        "raw Pod creates:    {} pods created bound in {:.2}s ({:.0} pods/s, concurrency {})",
+        args.pods,
+        raw.as_secs_f64(),
+        f64::from(args.pods) / raw.as_secs_f64(),
+        args.concurrency
+    );
+    println!(
+        "ratio (kube-scheduler [{}] time / ours): {:.2}x",
+        args.scheduler_label,
         kube.as_secs_f64() / ours.as_secs_f64()
+    );
+    println!(
+        "ours as a share of the raw create rate: {:.0}%",
+        100.0 * raw.as_secs_f64() / ours.as_secs_f64()
     );
     match rss {
         Some(m) => println!("operator peak memory (VmHWM): {m:.0} MiB"),
@@ -234,7 +290,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     operator.child.terminate(Duration::from_secs(10));
-    for ns in [&ours_ns, &kube_ns, &op_ns] {
+    for ns in [&ours_ns, &kube_ns, &raw_ns, &op_ns] {
         delete_namespace(&client, ns).await;
     }
     Ok(())

@@ -217,17 +217,26 @@ pub fn run_cycle(
         *load = LoadState::new(snapshot);
     }
 
-    // 3. Nominate: tasks with due work and at least one eligible device.
-    let mut nominations: Vec<Option<Nomination>> = Vec::with_capacity(tasks.len());
+    // 3. Nominate: tasks with due work and at least one eligible device. Tasks with the
+    // same requirements share one nomination (many tasks ask for the same devices).
+    let mut nominated: Vec<(&Requirements, Result<Nomination, PlaceError>)> = Vec::new();
+    let mut nominations: Vec<Option<usize>> = Vec::with_capacity(tasks.len());
     for (t, task) in tasks.iter().enumerate() {
         if due[t].is_empty() {
             nominations.push(None);
             continue;
         }
-        match nominate(&task.requirements, snapshot) {
-            Ok(n) => nominations.push(Some(n)),
+        let k = match nominated.iter().position(|(r, _)| **r == task.requirements) {
+            Some(k) => k,
+            None => {
+                nominated.push((&task.requirements, nominate(&task.requirements, snapshot)));
+                nominated.len() - 1
+            }
+        };
+        match &nominated[k].1 {
+            Ok(_) => nominations.push(Some(k)),
             Err(e) => {
-                out.unschedulable.push((t, e));
+                out.unschedulable.push((t, e.clone()));
                 requeue_all(&mut out, t, &due[t], RequeueReason::Unschedulable);
                 nominations.push(None);
             }
@@ -268,7 +277,7 @@ pub fn run_cycle(
     // 5. Assume, and 6. decide.
     for t in order {
         let (task, share) = (&tasks[t], out.shares[t]);
-        let Some(nomination) = &nominations[t] else {
+        let Some(Ok(nomination)) = nominations[t].map(|k| &nominated[k].1) else {
             continue;
         };
         let mut taken = 0u64;

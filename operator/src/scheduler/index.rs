@@ -13,7 +13,7 @@
 //!
 //! Pure; times are Unix milliseconds.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 
 /// A live assignment as the index keeps it.
@@ -53,6 +53,9 @@ pub struct AssignmentIndex {
     configmaps: HashMap<String, String>,
     annotations: HashMap<String, String>,
     by_task: HashMap<String, BTreeSet<String>>,
+    /// Each task's records as (first fragment, attempt), read from their names, so a
+    /// cycle asks "is this unit placed?" without formatting a name.
+    units: HashMap<String, HashSet<(u32, u32)>>,
     per_device: HashMap<String, DeviceLoad>,
     pods: HashMap<String, String>,
     per_node: HashMap<String, u32>,
@@ -66,6 +69,12 @@ impl AssignmentIndex {
             .entry(task_uid.to_string())
             .or_default()
             .insert(name.to_string());
+        if let Some(unit) = unit_of(name) {
+            self.units
+                .entry(task_uid.to_string())
+                .or_default()
+                .insert(unit);
+        }
         if source == Source::ConfigMap {
             self.configmaps
                 .insert(name.to_string(), task_uid.to_string());
@@ -106,6 +115,12 @@ impl AssignmentIndex {
             names.remove(name);
             if names.is_empty() {
                 self.by_task.remove(task_uid);
+            }
+        }
+        if let (Some(unit), Some(units)) = (unit_of(name), self.units.get_mut(task_uid)) {
+            units.remove(&unit);
+            if units.is_empty() {
+                self.units.remove(task_uid);
             }
         }
     }
@@ -170,6 +185,14 @@ impl AssignmentIndex {
             || self.annotations.contains_key(name)
     }
 
+    /// Whether task `task_uid` has a record for the unit starting at fragment `start`,
+    /// attempt `attempt` (whose name [`crate::tasks::record::name`] gives).
+    pub fn has_unit(&self, task_uid: &str, start: u32, attempt: u32) -> bool {
+        self.units
+            .get(task_uid)
+            .is_some_and(|u| u.contains(&(start, attempt)))
+    }
+
     /// The names of task `task_uid`'s records.
     pub fn records_of(&self, task_uid: &str) -> Vec<String> {
         self.by_task
@@ -182,6 +205,13 @@ impl AssignmentIndex {
     pub fn live_count(&self) -> usize {
         self.live.len()
     }
+}
+
+/// The (first fragment, attempt) a record name `zop-<uid>-<start>-<attempt>` carries.
+fn unit_of(name: &str) -> Option<(u32, u32)> {
+    let (rest, attempt) = name.rsplit_once('-')?;
+    let (_, start) = rest.rsplit_once('-')?;
+    Some((start.parse().ok()?, attempt.parse().ok()?))
 }
 
 /// A placement written (or being written) and not yet seen in the index.

@@ -8,7 +8,6 @@ use super::index::{AssignmentIndex, Assumptions};
 use super::placement::LoadState;
 use super::snapshot::Snapshot;
 use crate::api::Device;
-use crate::tasks::record;
 use std::collections::HashMap;
 
 /// A queued task with its UID.
@@ -70,8 +69,8 @@ pub fn round<'a>(
         .map(|w| {
             let mut t = w.task.clone();
             t.units.retain(|u| {
-                let name = record::name(w.uid, u.fragments.start, u.failures);
-                !assumptions.covers(w.uid, &u.fragments) && !index.has_record(&name)
+                !assumptions.covers(w.uid, &u.fragments)
+                    && !index.has_unit(w.uid, u.fragments.start, u.failures)
             });
             t
         })

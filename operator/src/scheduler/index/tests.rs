@@ -101,3 +101,14 @@ fn a_relist_replaces_what_a_source_said() {
     );
     assert_eq!(ix.records_of("t1"), ["b"]);
 }
+
+#[test]
+fn a_units_record_is_found_by_its_first_fragment_and_attempt() {
+    let mut ix = AssignmentIndex::default();
+    let name = crate::tasks::record::name("6f1c2a4b-77aa", 40, 2);
+    ix.apply_record(&name, "6f1c2a4b-77aa", Source::Pod, None);
+    assert!(ix.has_unit("6f1c2a4b-77aa", 40, 2));
+    assert!(!ix.has_unit("6f1c2a4b-77aa", 40, 3));
+    ix.remove_record(&name, "6f1c2a4b-77aa", Source::Pod);
+    assert!(!ix.has_unit("6f1c2a4b-77aa", 40, 2));
+}
