@@ -1,14 +1,13 @@
-//! The ZopToken operator library: API types, controllers and the pure core.
-#![doc = "See `api` for the custom resources."]
+//! The ZopToken operator: the controllers, the scheduler loop, the gateway, metrics,
+//! `zop-operator run` and `kubectl-zop`. The API types are `zop_api` and every decision
+//! is `zop_core`; both are re-exported here under their usual paths.
 
-pub mod api;
+pub use zop_api as api;
+pub use zop_api::labels;
+pub use zop_core::{devices, ledger, scheduler, tasks};
+
 pub mod cli;
 pub mod controller;
-pub mod devices;
 pub mod gateway;
-pub mod labels;
-pub mod ledger;
 pub mod metrics;
 pub mod run;
-pub mod scheduler;
-pub mod tasks;

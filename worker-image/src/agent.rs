@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use zop_operator::api::device::{Benchmark, Identification};
-use zop_operator::gateway::protocol::{HeartbeatRequest, RegisterRequest};
+use zop_api::device::{Benchmark, Identification};
+use zop_api::protocol::{HeartbeatRequest, RegisterRequest};
 
 /// Options of `zop-worker agent`.
 #[derive(Debug, Clone, clap::Args)]

@@ -9,8 +9,8 @@ use crate::fingerprint::{self, Timings};
 use crate::timing::{fastest, secs};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use zop_api::device::Benchmark;
 use zop_kernels::compute_proof;
-use zop_operator::api::device::Benchmark;
 
 /// What to measure and for how long.
 #[derive(Debug, Clone, PartialEq, Eq)]

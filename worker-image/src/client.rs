@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use zop_operator::gateway::protocol::{
+use zop_api::protocol::{
     self, ErrorBody, HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse,
     ResultsRequest, ResultsResponse, Work,
 };

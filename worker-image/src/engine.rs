@@ -52,7 +52,7 @@ pub struct Engine {
 impl Engine {
     /// An engine over `executor`, with fresh metrics and no endpoint.
     pub fn new(executor: Executor) -> Self {
-        let mut registry = zop_operator::metrics::registry();
+        let mut registry = crate::metrics::registry();
         let metrics = WorkerMetrics::register(&mut registry);
         Self {
             executor,
@@ -80,7 +80,7 @@ impl Engine {
         let engine = Self::new(executor);
         if let Some(bind) = args.metrics_bind {
             let (stop, stopped) = watch::channel(false);
-            let task = zop_operator::metrics::serve(bind, engine.registry.clone(), stopped).await?;
+            let task = crate::metrics::serve(bind, engine.registry.clone(), stopped).await?;
             *engine.server.lock().unwrap_or_else(PoisonError::into_inner) = Some((stop, task));
         }
         Ok(Arc::new(engine))

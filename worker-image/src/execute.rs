@@ -3,14 +3,14 @@
 //! device, and the committed result the gateway records. Owns that mapping and nothing
 //! else.
 
+use zop_api::OPS_PER_WORK_UNIT;
+use zop_api::protocol::FragmentResult;
+use zop_api::protocol::FragmentSpan;
+use zop_api::task::{ComputeTaskSpec, DataOperation, WorkloadType};
 use zop_kernels::data::Operation;
 use zop_kernels::fragment::executor::{Execution, Executor};
 use zop_kernels::fragment::{self, FragmentError, FragmentKind};
 use zop_kernels::training::TrainingParams;
-use zop_operator::api::task::{ComputeTaskSpec, DataOperation, WorkloadType};
-use zop_operator::gateway::protocol::FragmentSpan;
-use zop_operator::scheduler::slicer::OPS_PER_WORK_UNIT;
-use zop_operator::tasks::assignment::FragmentResult;
 
 /// Why a fragment could not run.
 #[derive(Debug, Clone, thiserror::Error)]

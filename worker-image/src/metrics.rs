@@ -1,5 +1,5 @@
-//! The worker's Prometheus metrics, served on `--metrics-bind` by the operator's
-//! endpoint code: fragments by kind, device and outcome, work units, seconds spent,
+//! The worker's Prometheus metrics and the endpoint that serves them on
+//! `--metrics-bind`: fragments by kind, device and outcome, work units, seconds spent,
 //! GPU-busy seconds (from CUDA events) and the last fragment's kernel throughput.
 //! Labels are fixed small sets (kind, device, outcome), never task or device names.
 
@@ -8,7 +8,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use tokio::sync::watch;
 use zop_kernels::fragment::executor::Execution;
 
 /// Labels of a fragment count.
@@ -111,6 +114,51 @@ impl WorkerMetrics {
     }
 }
 
+/// A registry whose metrics all start with `zop_`.
+pub fn registry() -> Registry {
+    Registry::with_prefix("zop")
+}
+
+/// The registry as OpenMetrics text.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+/// Serves `/metrics` on `bind` until `stop` turns true.
+pub async fn serve(
+    bind: SocketAddr,
+    registry: Arc<Registry>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move {
+                let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+                ([("content-type", kind)], render(&registry))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(bind).await.map_err(|e| {
+        anyhow::anyhow!("binding the metrics endpoint to {bind}: {e}: is the port in use?")
+    })?;
+    // The bound address, not `bind`: with port 0 the system picks the port.
+    let bound = listener.local_addr().unwrap_or(bind);
+    tracing::info!(bind = %bound, "metrics endpoint listening");
+    Ok(tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await;
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,7 +167,7 @@ mod tests {
 
     #[test]
     fn a_completed_and_a_failed_fragment_are_exported() {
-        let mut registry = zop_operator::metrics::registry();
+        let mut registry = registry();
         let m = WorkerMetrics::register(&mut registry);
         let e = Execution {
             output: FragmentOutput {
@@ -134,7 +182,7 @@ mod tests {
         };
         m.completed("computeProof", &e, 4);
         m.failed("training");
-        let text = zop_operator::metrics::render(&registry);
+        let text = render(&registry);
         for line in [
             r#"zop_worker_fragments_total{kind="computeProof",device="gpu",outcome="completed"} 1"#,
             r#"zop_worker_fragments_total{kind="training",device="none",outcome="failed"} 1"#,

@@ -6,8 +6,8 @@
 //! identification is still useful, and the gateway validates what it receives.
 
 use serde::{Deserialize, Serialize};
+use zop_api::device::{Benchmark, GpuInfo, Identification, RuntimeEnvironment};
 use zop_kernels::gpu::{self, GpuProbe};
-use zop_operator::api::device::{Benchmark, GpuInfo, Identification, RuntimeEnvironment};
 
 /// Longest text the gateway accepts in an identification field.
 const MAX_TEXT: usize = 253;

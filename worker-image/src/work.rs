@@ -11,7 +11,7 @@ use crate::shutdown::Shutdown;
 use backon::{ExponentialBuilder, Retryable};
 use std::sync::Arc;
 use std::time::Duration;
-use zop_operator::gateway::protocol::ResultsRequest;
+use zop_api::protocol::ResultsRequest;
 
 /// How an assignment ended for this worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use crate::api::DevicePhase;
 use crate::api::common::conditions;
 use crate::api::device::{Device, DeviceStatus};
 use crate::devices::identify::{is_onboarded, node_facts};
+use crate::devices::online::Accounting;
 use crate::devices::phase::{Facts, Liveness, available, next_phase};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;

@@ -2,7 +2,7 @@
 //! 1,000, 10,000 and 100,000 synthetic devices (a deterministic mix of H100, A100,
 //! RTX 4090, L4 and CPU views), one fragment per placement, the load updated after each.
 //!
-//! Run with `cargo bench -p zop-operator --bench placement`. Each line reports the median
+//! Run with `cargo bench -p zop-core --bench placement`. Each line reports the median
 //! of several runs of one `place` call, which includes nominating the devices (checking
 //! the requirements once per device) and building the priority heaps:
 //! - `placements/s`: fragments placed per second, each by its own choice;
@@ -12,13 +12,11 @@
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-use zop_operator::api::task::{Requirements, Runtime};
-use zop_operator::scheduler::fixtures::fleet;
-use zop_operator::scheduler::placement::{
-    Item, LoadState, PlacementConfig, nominate, place_nominated,
-};
-use zop_operator::scheduler::slicer::HEAVY_WORK_UNITS;
-use zop_operator::scheduler::snapshot::{Snapshot, TierBounds};
+use zop_core::api::task::{Requirements, Runtime};
+use zop_core::scheduler::fixtures::fleet;
+use zop_core::scheduler::placement::{Item, LoadState, PlacementConfig, nominate, place_nominated};
+use zop_core::scheduler::slicer::HEAVY_WORK_UNITS;
+use zop_core::scheduler::snapshot::{Snapshot, TierBounds};
 
 const FRAGMENTS: u32 = 100_000;
 const RUNS: usize = 7;

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// registered with a Group Key. The operator fills in its status from identification,
 /// benchmarks, heartbeats and verification outcomes.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// Client-side CEL evaluation (`validate()`) only where the operator needs it: the worker
+// links no CEL interpreter.
+#[cfg_attr(feature = "cel", kube(cel))]
 #[kube(
     group = "zoptoken.io",
     version = "v1alpha1",
@@ -17,7 +20,6 @@ use serde::{Deserialize, Serialize};
     shortname = "dev",
     category = "zoptoken",
     derive = "PartialEq",
-    cel,
     doc = "A machine (GPU, CPU or edge) that contributes compute to the ZopToken network.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Class", type_ = "string", json_path = ".spec.class"),
@@ -79,8 +81,8 @@ pub struct DeviceSpec {
 
 /// Exactly one of `node` or `agent`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cel", x_kube(cel))]
 #[x_kube(
-    cel,
     validation = Rule::new("has(self.node) != has(self.agent)")
         .message("exactly one of source.node or source.agent must be set")
 )]

@@ -22,7 +22,8 @@ pub struct InvalidCase {
 
 /// The corpus directory.
 pub fn invalid_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/invalid")
+    // The corpus lives beside the operator crate, which its e2e and CEL tests share.
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/invalid")
 }
 
 /// Loads every case, sorted by file name.

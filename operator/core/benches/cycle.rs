@@ -6,17 +6,17 @@
 //! The index also holds 100,000 finished records of 100 other tasks, which must cost the
 //! round nothing, and 5,000 live ones.
 //!
-//! Run with `cargo bench -p zop-operator --bench cycle`. Each line is the median of
+//! Run with `cargo bench -p zop-core --bench cycle`. Each line is the median of
 //! several rounds: `ms` the whole round, `decisions` the assignments it placed.
 
 use std::hint::black_box;
 use std::time::Instant;
-use zop_operator::scheduler::cycle::{CycleConfig, QueuedTask, Unit};
-use zop_operator::scheduler::fixtures::{TaskBuilder, fleet};
-use zop_operator::scheduler::index::{AssignmentIndex, Assumed, Assumptions, Live, Source};
-use zop_operator::scheduler::round::{Waiting, round};
-use zop_operator::scheduler::slicer::slice;
-use zop_operator::scheduler::snapshot::{Snapshot, TierBounds};
+use zop_core::scheduler::cycle::{CycleConfig, QueuedTask, Unit};
+use zop_core::scheduler::fixtures::{TaskBuilder, fleet};
+use zop_core::scheduler::index::{AssignmentIndex, Assumed, Assumptions, Live, Source};
+use zop_core::scheduler::round::{Waiting, round};
+use zop_core::scheduler::slicer::slice;
+use zop_core::scheduler::snapshot::{Snapshot, TierBounds};
 
 const DEVICES: usize = 10_000;
 const TASKS: usize = 100;

@@ -8,9 +8,18 @@ pub const BUCKETS: usize = 24;
 /// Seconds per bucket: the window is 24 hours.
 pub const BUCKET_SECONDS: i64 = 3600;
 
-impl OnlineWindow {
+/// Online accounting on the window the Device status carries.
+pub trait Accounting {
     /// A window starting at `now`.
-    pub fn start(now: i64) -> Self {
+    fn start(now: i64) -> Self;
+    /// Accounts `[accounted_until, now)` as online or offline.
+    fn advance(&mut self, now: i64, online: bool);
+    /// Online share of the window (or of the time since joining, if shorter), per mille.
+    fn ratio_permille(&self) -> u32;
+}
+
+impl Accounting for OnlineWindow {
+    fn start(now: i64) -> Self {
         Self {
             buckets: vec![0; BUCKETS],
             accounted_until: now,
@@ -20,7 +29,7 @@ impl OnlineWindow {
 
     /// Accounts `[accounted_until, now)` as online or offline. Time going backwards is
     /// ignored, so a skewed clock never rewrites history.
-    pub fn advance(&mut self, now: i64, online: bool) {
+    fn advance(&mut self, now: i64, online: bool) {
         if self.buckets.len() != BUCKETS {
             self.buckets = vec![0; BUCKETS];
         }
@@ -56,7 +65,7 @@ impl OnlineWindow {
     }
 
     /// Online share of the window (or of the time since joining, if shorter), per mille.
-    pub fn ratio_permille(&self) -> u32 {
+    fn ratio_permille(&self) -> u32 {
         // The buckets cover the current partial hour and the 23 hours before it.
         let now = self.accounted_until;
         let first_hour = now.div_euclid(BUCKET_SECONDS) - (BUCKETS as i64 - 1);

@@ -94,6 +94,11 @@ pub fn set_condition(list: &mut Conditions, mut cond: Condition) {
     }
 }
 
+/// Operations in one work unit. A work unit is one giga-operation, the same unit as a
+/// device's benchmark score (GOP/s), so `weight / score` is the expected run time in
+/// seconds on that device.
+pub const OPS_PER_WORK_UNIT: u64 = 1_000_000_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

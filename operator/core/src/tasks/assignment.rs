@@ -3,6 +3,7 @@
 //! its state machine; it guarantees a fragment is completed at most once, however often
 //! a result is (re)submitted. Pure; times are Unix milliseconds.
 
+pub use crate::api::protocol::FragmentResult;
 use crate::api::task_status::{DeviceContribution, FragmentCounts};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -18,21 +19,6 @@ pub enum State {
     Completed,
     /// The worker failed it, or its device was lost; unfinished fragments are reassigned.
     Lost,
-}
-
-/// One fragment's committed result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FragmentResult {
-    /// The fragment index within the task.
-    pub fragment: u32,
-    /// Hex digest committing to the fragment's output (a Merkle root for compute-proof).
-    pub digest: String,
-    /// Work units the fragment is worth: on the wire, what the worker claims; in a
-    /// record, the slicer's cost (the gateway replaces the claim before recording).
-    pub work_units: u64,
-    /// Milliseconds the worker spent on it.
-    pub elapsed_ms: u64,
 }
 
 /// A persisted assignment.

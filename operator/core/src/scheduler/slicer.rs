@@ -11,10 +11,7 @@ use crate::api::WorkloadType;
 use crate::api::task::{Architecture, DataOperation, MAX_FRAGMENTS, ModelSpec};
 use std::ops::Range;
 
-/// Operations in one work unit. A work unit is one giga-operation, the same unit as a
-/// device's benchmark score (GOP/s), so `weight / score` is the expected run time in
-/// seconds on that device.
-pub const OPS_PER_WORK_UNIT: u64 = 1_000_000_000;
+pub use crate::api::OPS_PER_WORK_UNIT;
 
 /// A fragment at or above this many work units is heavy: it prefers high-tier devices
 /// and stays off the lowest tier while a higher one can take it. About ten seconds on a

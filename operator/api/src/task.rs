@@ -13,6 +13,9 @@ pub const MAX_CONTRIBUTION_ROWS: usize = 64;
 /// Work submitted to the network. The scheduler cuts it into fragments, places them on
 /// devices, verifies the results and records each device's contribution.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// Client-side CEL evaluation (`validate()`) only where the operator needs it: the worker
+// links no CEL interpreter.
+#[cfg_attr(feature = "cel", kube(cel))]
 #[kube(
     group = "zoptoken.io",
     version = "v1alpha1",
@@ -22,7 +25,6 @@ pub const MAX_CONTRIBUTION_ROWS: usize = 64;
     shortname = "ct",
     category = "zoptoken",
     derive = "PartialEq",
-    cel,
     doc = "A unit of work (compute proof, training, inference or data processing) to run on the network.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress"),

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// `hash` covers every field of the spec but itself, and `previousHash` links it to the
 /// settlement of the epoch before, so any edit to history breaks the chain.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// Client-side CEL evaluation (`validate()`) only where the operator needs it: the worker
+// links no CEL interpreter.
+#[cfg_attr(feature = "cel", kube(cel))]
 #[kube(
     group = "zoptoken.io",
     version = "v1alpha1",
@@ -17,7 +20,6 @@ use serde::{Deserialize, Serialize};
     shortname = "stl",
     category = "zoptoken",
     derive = "PartialEq",
-    cel,
     doc = "One epoch's rewards from the 100,000,000 CXT pool, hash-chained to the previous epoch.",
     printcolumn(name = "Epoch", type_ = "integer", json_path = ".spec.epoch"),
     printcolumn(name = "Emission", type_ = "integer", json_path = ".spec.emission"),
