@@ -11,6 +11,8 @@
 //!   Device; a real worker Pod's token heartbeats too.
 //! - Fresh bogus tokens, one per request, against the lookup ration.
 //! - An agent claims `u64::MAX` work units for its fragments.
+//! - A second machine whose host name sanitizes to an agent's Device name registers.
+//! - Twenty registrations race for a Group Key's quota of five.
 //!
 //! One operator serves the whole story, so it is one test.
 
@@ -610,6 +612,71 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
     let text = operator.scrape().await.unwrap();
     assert!(metric(&text, "zop_gateway_work_claim_mismatches_total", &[]) >= 2.0);
 
+    // 5. A second machine whose host name sanitizes to the liar's Device name is refused,
+    // and the liar's token keeps working (it was not rotated).
+    let identification = serde_json::json!({ "deviceType": "workstation", "os": "linux", "cpuCores": 8, "memoryMiB": 16384, "gpus": [] });
+    let (status, body) = call(
+        &https,
+        reqwest::Method::POST,
+        format!("{gw}/v1/register"),
+        key.trim(),
+        Some(serde_json::json!({ "hostname": "Liar.Box", "identification": identification })),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["reason"], "HostnameCollision");
+    let beat = serde_json::json!({ "load": 0, "runningFragments": 0 });
+    let (status, body) = call(
+        &https,
+        reqwest::Method::POST,
+        format!("{gw}/v1/heartbeat"),
+        &agent_token,
+        Some(beat),
+    )
+    .await;
+    assert_eq!(status, 200, "the first machine's token was rotated: {body}");
+
+    // 6. A Group Key's quota holds under 20 concurrent registrations (once the gateway's
+    // cache has the key and the address's lookup ration is full again).
+    let quota_key = group_key(
+        &env,
+        &op_ns,
+        &["create", "quota-key", "--provider", "crowd", "--quota", "5"],
+    );
+    tokio::time::sleep(Duration::from_secs(
+        u64::from(LOOKUP_BURST / LOOKUP_RATE) + 1,
+    ))
+    .await;
+    let registrations = futures::future::join_all((0..20).map(|i| {
+        let (https, key) = (https.clone(), quota_key.trim().to_string());
+        let body = serde_json::json!({ "hostname": format!("host-{i:02}"), "identification": identification });
+        let url = format!("{gw}/v1/register");
+        async move { call(&https, reqwest::Method::POST, url, &key, Some(body)).await }
+    }))
+    .await;
+    let mut outcomes: BTreeMap<String, u32> = BTreeMap::new();
+    for (status, body) in &registrations {
+        let what = if *status == 201 {
+            "Registered".to_string()
+        } else {
+            body["reason"].as_str().unwrap_or("?").to_string()
+        };
+        *outcomes.entry(what).or_default() += 1;
+    }
+    eprintln!("FIGURE tenants: 20 concurrent registrations on a quota of 5: {outcomes:?}");
+    assert_eq!(outcomes.get("Registered"), Some(&5), "{outcomes:?}");
+    assert_eq!(outcomes.get("QuotaExceeded"), Some(&15), "{outcomes:?}");
+    let crowd: Vec<String> = devices
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|d| d.name_any())
+        .filter(|n| n.starts_with("agent-crowd-"))
+        .collect();
+    assert_eq!(crowd.len(), 5, "{crowd:?}");
+
     let stats = runner.shutdown().await;
     assert_eq!(stats.refused, 0, "a worker pod overcommitted a node's GPUs");
     operator.child.terminate(Duration::from_secs(10));
@@ -621,4 +688,7 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
     let _ = devices
         .delete(&agent_device, &DeleteParams::default())
         .await;
+    for name in crowd {
+        let _ = devices.delete(&name, &DeleteParams::default()).await;
+    }
 }

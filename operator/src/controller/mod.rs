@@ -132,8 +132,10 @@ where
         + 'static,
 {
     let (reader, writer) = kube::runtime::reflector::store();
+    // Managed fields are never read here and can be most of an object's size.
+    let objects = kube::runtime::watcher(api, cfg).modify(|o| o.meta_mut().managed_fields = None);
     tokio::spawn(
-        kube::runtime::reflector(writer, kube::runtime::watcher(api, cfg))
+        kube::runtime::reflector(writer, objects)
             .default_backoff()
             .for_each(|_| futures::future::ready(())),
     );

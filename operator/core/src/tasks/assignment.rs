@@ -300,4 +300,27 @@ mod tests {
             [("d1", 10), ("d2", 20)]
         );
     }
+
+    #[test]
+    fn contributions_saturate_at_the_limit_instead_of_overflowing() {
+        let mut a = assignment(0, 2);
+        a.results = vec![result(0, 'a'), result(1, 'a')];
+        for r in &mut a.results {
+            r.work_units = u64::MAX;
+        }
+        let rows = contributions(&[a.clone(), a]);
+        assert_eq!(rows[0].work_units, u64::MAX);
+        assert_eq!(rows[0].fragments, 4);
+        // Folding many devices into "(others)" saturates too.
+        let many: Vec<_> = (0..300)
+            .map(|i| DeviceContribution {
+                device: format!("d{i:03}"),
+                fragments: u64::MAX,
+                work_units: u64::MAX,
+                rejected: u64::MAX,
+            })
+            .collect();
+        let table = crate::tasks::summary::contributions(many);
+        assert_eq!(table.last().map(|r| r.work_units), Some(u64::MAX));
+    }
 }
