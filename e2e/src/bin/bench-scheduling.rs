@@ -5,8 +5,9 @@
 //!    Pods exist bound to their nodes;
 //! 2. N equivalent Pods (one `nvidia.com/gpu`, a GPU nodeSelector) created by a client
 //!    with the operator's write concurrency, until kube-scheduler has bound them all;
-//! 3. N such Pods created already bound (`nodeName`) at the same concurrency: the rate
-//!    at which this API server takes Pods at all, the ceiling for any scheduler here.
+//! 3. N of the operator's own worker Pods (the same builder) created already bound by a
+//!    plain client at the same concurrency: the rate at which this API server takes those
+//!    Pods at all, the ceiling for the operator here.
 //!
 //! Prints the three times, the ratios, and the operator's peak memory. A benchmark: it
 //! prints figures, asserts none. kube-scheduler runs as the cluster was started: with its
@@ -28,6 +29,9 @@ use std::time::{Duration, Instant};
 use zop_e2e::operator::Operator;
 use zop_e2e::{Env, client_for, delete_namespace, install_crds};
 use zop_operator::api::{ComputeTask, Device, DevicePhase};
+use zop_operator::tasks::assignment::{Assignment, State};
+use zop_operator::tasks::record;
+use zop_operator::tasks::worker_pod::{self, PodTemplate};
 
 #[derive(Debug, Parser)]
 #[command(name = "bench-scheduling", about)]
@@ -47,24 +51,29 @@ struct Args {
     scheduler_label: String,
 }
 
-async fn bound(client: &Client, ns: &str, selector: &str) -> anyhow::Result<usize> {
-    Ok(Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(selector))
-        .await?
-        .items
-        .iter()
-        .filter(|p| p.spec.as_ref().is_some_and(|s| s.node_name.is_some()))
-        .count())
-}
-
+/// Waits until `n` Pods matching `selector` in `ns` are bound to a node, from a watch (a
+/// poll that lists every Pod would load the API server it measures).
 async fn until_bound(client: &Client, ns: &str, selector: &str, n: usize) -> anyhow::Result<()> {
-    let start = Instant::now();
-    while bound(client, ns, selector).await? < n {
-        anyhow::ensure!(
-            start.elapsed() < Duration::from_secs(600),
-            "not all pods bound in 600s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut bound = std::collections::HashSet::new();
+    let events = watcher(api, watcher::Config::default().labels(selector)).applied_objects();
+    let mut events = std::pin::pin!(events);
+    let deadline = tokio::time::sleep(Duration::from_secs(600));
+    let mut deadline = std::pin::pin!(deadline);
+    while bound.len() < n {
+        tokio::select! {
+            () = &mut deadline => anyhow::bail!("not all pods bound in 600s"),
+            event = events.next() => match event {
+                Some(Ok(p)) => {
+                    if p.spec.as_ref().is_some_and(|s| s.node_name.is_some()) {
+                        bound.insert(p.metadata.name.unwrap_or_default());
+                    }
+                }
+                Some(Err(e)) => eprintln!("watching pods: {e}"),
+                None => anyhow::bail!("the pod watch ended"),
+            },
+        }
     }
     Ok(())
 }
@@ -214,8 +223,15 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let kube = t0.elapsed();
 
-    // The API server's raw rate: the same Pods, created already bound.
+    // The API server's raw rate: the operator's own worker Pods (the same builder, the same
+    // ServiceAccount, annotations and volumes), created already bound, by a plain client.
     let raw_ns = env.test_namespace("bench-raw").await?;
+    let sa: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(
+        serde_json::json!({ "metadata": { "name": worker_pod::SERVICE_ACCOUNT } }),
+    )?;
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &raw_ns)
+        .create(&PostParams::default(), &sa)
+        .await?;
     let nodes: Vec<String> = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
         .list_metadata(&ListParams::default().labels("zoptoken.io/onboard=true"))
         .await?
@@ -224,26 +240,53 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|n| n.metadata.name)
         .collect();
     anyhow::ensure!(!nodes.is_empty(), "no onboarded node to bind raw pods to");
+    let template = PodTemplate {
+        namespace: raw_ns.clone(),
+        image: "zoptoken/zop-worker:bench".into(),
+        gateway_url: "https://zop-gateway.bench.svc:8443".into(),
+        audience: "zoptoken-gateway".into(),
+        token_seconds: 3600,
+    };
     let raw_pods: Vec<Pod> = (0..args.pods)
         .map(|i| {
-            let mut p = pod(i, "raw");
-            if let Some(spec) = p.spec.as_mut() {
-                spec.node_name = Some(nodes[i as usize % nodes.len()].clone());
-                spec.node_selector = None;
-            }
-            p
+            let a = Assignment {
+                task_namespace: ours_ns.clone(),
+                task: "bench".into(),
+                task_uid: "raw-0000-0000".into(),
+                device: nodes[i as usize % nodes.len()].clone(),
+                start: i,
+                end: i + 1,
+                attempt: 0,
+                state: State::Pending,
+                results: Vec::new(),
+                created_ms: 0,
+                updated_ms: 0,
+                pod_uid: None,
+                claim_mismatches: 0,
+            };
+            let name = record::name(&a.task_uid, a.start, a.attempt);
+            worker_pod::worker_pod(&a, &name, &a.device, 1, &template)
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let api: Api<Pod> = Api::namespaced(client.clone(), &raw_ns);
     let t0 = Instant::now();
-    stream::iter(raw_pods)
+    // Timed as the others: until a watch has seen every Pod bound.
+    let watched = until_bound(
+        &client,
+        &raw_ns,
+        "zoptoken.io/task-uid=raw-0000-0000",
+        args.pods as usize,
+    );
+    let created = stream::iter(raw_pods)
         .map(|p| {
             let api = api.clone();
             async move { api.create(&PostParams::default(), &p).await }
         })
         .buffer_unordered(args.concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
+        .try_collect::<Vec<_>>();
+    let (watched, created) = tokio::join!(watched, created);
+    watched?;
+    created?;
     let raw = t0.elapsed();
 
     let rss = peak_rss_mib(pid);
@@ -260,7 +303,7 @@ async fn main() -> anyhow::Result<()> {
         f64::from(args.pods) / kube.as_secs_f64()
     );
     println!(
-        "raw Pod creates:    {} pods created bound in {:.2}s ({:.0} pods/s, concurrency {})",
+        "raw worker Pod creates: {} pods created bound in {:.2}s ({:.0} pods/s, concurrency {})",
         args.pods,
         raw.as_secs_f64(),
         f64::from(args.pods) / raw.as_secs_f64(),

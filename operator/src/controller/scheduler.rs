@@ -373,6 +373,7 @@ impl Loop {
         };
         drop(devices);
         self.metrics.cycle(started.elapsed());
+        let round_ms = started.elapsed().as_millis() as u64;
         let mut placed = vec![0u32; tasks.len()];
         for d in &outcome.decisions {
             placed[d.task] += 1;
@@ -420,10 +421,6 @@ impl Loop {
         if writes.is_empty() {
             return;
         }
-        let names: Vec<(usize, String)> = writes
-            .iter()
-            .map(|(t, a, _, _)| (*t, record::name(&a.task_uid, a.start, a.attempt)))
-            .collect();
         for (_, a, _, _) in &writes {
             self.assumptions.assume(
                 &record::name(&a.task_uid, a.start, a.attempt),
@@ -443,21 +440,35 @@ impl Loop {
                 }
             }
         }
-        let results: Vec<Result<(), Error>> = futures::stream::iter(writes)
-            .map(|(_, a, node, gpus)| write_placement(&self.client, &self.config, a, node, gpus))
+        let writing = Instant::now();
+        let count = writes.len();
+        // Completion order is not submission order: each result carries its placement.
+        let (client, config) = (&self.client, &self.config);
+        let results: Vec<(usize, String, Result<(), Error>)> = futures::stream::iter(writes)
+            .map(|(t, a, node, gpus)| async move {
+                let name = record::name(&a.task_uid, a.start, a.attempt);
+                let r = write_placement(client, config, a, node, gpus).await;
+                (t, name, r)
+            })
             .buffer_unordered(WRITE_CONCURRENCY)
             .collect()
             .await;
         let mut written = vec![0u32; queued.len()];
-        for ((t, name), r) in names.iter().zip(results) {
+        for (t, name, r) in results {
             match r {
-                Ok(()) => written[*t] += 1,
+                Ok(()) => written[t] += 1,
                 Err(e) => {
                     tracing::warn!(error = %e, assignment = %name, "writing a placement failed");
-                    self.assumptions.drop_one(name);
+                    self.assumptions.drop_one(&name);
                 }
             }
         }
+        tracing::info!(
+            placements = count,
+            round_ms = round_ms,
+            write_ms = writing.elapsed().as_millis() as u64,
+            "scheduler round written"
+        );
         for (t, q) in queued.iter().enumerate() {
             if written[t] > 0 {
                 let note = format!("{} assignments placed", written[t]);

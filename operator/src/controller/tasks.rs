@@ -130,7 +130,10 @@ pub async fn run(
         metrics,
         reported: Mutex::default(),
     });
+    // A burst of record and Pod events (a placement of thousands) becomes a few
+    // reconciles of its task, not one per event competing with the placement's writes.
     let controller = controller
+        .with_config(kube::runtime::Config::default().debounce(RECONCILE_DEBOUNCE))
         .graceful_shutdown_on(shutdown)
         .run(
             reconcile,
@@ -333,6 +336,9 @@ async fn end_assignment(
     }
     Ok(())
 }
+
+/// How long a task's reconcile requests gather before one runs.
+const RECONCILE_DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// Record losses written at once (a cancel can end hundreds).
 const WRITE_CONCURRENCY: usize = 64;
