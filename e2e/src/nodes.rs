@@ -512,6 +512,39 @@ impl fmt::Display for NodeSummary {
     }
 }
 
+/// Waits (up to `timeout`) until every node of `names` is an Online Device: the operator
+/// has onboarded them all.
+pub async fn wait_devices_online<'a>(
+    client: &Client,
+    names: impl IntoIterator<Item = &'a String> + Clone,
+    timeout: Duration,
+) {
+    use zop_operator::api::{Device, DevicePhase};
+    let wanted: BTreeSet<&String> = names.into_iter().collect();
+    crate::wait_for(
+        &format!("{} nodes Online as Devices", wanted.len()),
+        timeout,
+        Duration::from_millis(300),
+        || async {
+            let online = Api::<Device>::all(client.clone())
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter(|d| d.metadata.name.as_ref().is_some_and(|n| wanted.contains(n)))
+                .filter(|d| {
+                    d.status
+                        .as_ref()
+                        .is_some_and(|s| s.phase == DevicePhase::Online)
+                })
+                .count();
+            (online == wanted.len()).then_some(())
+        },
+    )
+    .await;
+}
+
 /// Creates `n` extra simulated nodes of `mix`, named `<prefix>-<model node name>`, with
 /// `extra` labels and without [`MODEL_LABEL`] (so `scale_nodes` leaves them alone), and
 /// waits until they are Ready. Returns each node's GPU product (`-` for CPU nodes).

@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use zop_e2e::nodes::{Mix, create_extra_nodes};
+use zop_e2e::nodes::{Mix, create_extra_nodes, wait_devices_online};
 use zop_e2e::operator::{Operator, group_key, sample, spawn_agent};
 use zop_e2e::pod_runner::{PodRunner, RunnerOptions};
 use zop_e2e::{Env, free_port, install_crds, wait_for};
@@ -128,28 +128,7 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     let mut operator = Operator::start_on(&env, TEST, &op_ns, port, &flags)
         .await
         .unwrap();
-    wait_for(
-        "200 task nodes Online as Devices",
-        Duration::from_secs(30),
-        Duration::from_millis(300),
-        || async {
-            let online = Api::<Device>::all(client.clone())
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .filter(|d| products.contains_key(&d.name_any()))
-                .filter(|d| {
-                    d.status
-                        .as_ref()
-                        .is_some_and(|s| s.phase == DevicePhase::Online)
-                })
-                .count();
-            (online == NODES).then_some(())
-        },
-    )
-    .await;
+    wait_devices_online(&client, products.keys(), Duration::from_secs(30)).await;
     let runner = PodRunner::start(client.clone(), RunnerOptions::default());
 
     // Two namespaces at once: each task runs only on the models it asks for, spread

@@ -24,7 +24,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use zop_e2e::nodes::{Mix, create_extra_nodes};
+use zop_e2e::nodes::{Mix, create_extra_nodes, wait_devices_online};
 use zop_e2e::operator::{Operator, group_key, sample};
 use zop_e2e::pod_runner::{PodRunner, RunnerOptions};
 use zop_e2e::{Env, free_port, install_crds, wait_for};
@@ -143,21 +143,38 @@ async fn bound_token(client: &Client, ns: &str, sa: &str, pod: &Pod) -> String {
         .expect("a token")
 }
 
-async fn call(
-    https: &reqwest::Client,
-    method: reqwest::Method,
+/// The gateway, as a client of it sees it.
+struct Gateway {
+    https: reqwest::Client,
     url: String,
-    token: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut req = https.request(method, url).bearer_auth(token);
-    if let Some(b) = body {
-        req = req.json(&b);
+}
+
+impl Gateway {
+    async fn send(&self, req: reqwest::RequestBuilder, token: &str) -> (u16, serde_json::Value) {
+        let resp = req
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("a gateway answer");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or_default())
     }
-    let resp = req.send().await.expect("a gateway answer");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or_default())
+
+    async fn get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        self.send(self.https.get(format!("{}{path}", self.url)), token)
+            .await
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let req = self.https.post(format!("{}{path}", self.url)).json(&body);
+        self.send(req, token).await
+    }
 }
 
 fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -202,28 +219,7 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
         .await
         .unwrap();
     let devices: Api<Device> = Api::all(client.clone());
-    wait_for(
-        "the onboarded nodes Online",
-        Duration::from_secs(30),
-        Duration::from_millis(300),
-        || async {
-            let online = devices
-                .list(&ListParams::default())
-                .await
-                .ok()?
-                .items
-                .iter()
-                .filter(|d| nodes.contains_key(&d.name_any()))
-                .filter(|d| {
-                    d.status
-                        .as_ref()
-                        .is_some_and(|s| s.phase == DevicePhase::Online)
-                })
-                .count();
-            (online == NODES).then_some(())
-        },
-    )
-    .await;
+    wait_devices_online(&client, nodes.keys(), Duration::from_secs(30)).await;
     let runner = PodRunner::start(client.clone(), RunnerOptions::default());
     let mallory = tenant_client(&env, &evil).await;
     let https = operator.https_client().unwrap();
@@ -341,24 +337,13 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
         "load": 100, "runningFragments": 0,
         "benchmark": { "score": 1, "memoryBandwidthMBps": 1, "fingerprint": "v1:4,8" },
     });
-    let gw = &operator.gateway;
-    let (status, body) = call(
-        &https,
-        reqwest::Method::POST,
-        format!("{gw}/v1/heartbeat"),
-        &tenant_token,
-        Some(beat.clone()),
-    )
-    .await;
+    let gw = Gateway {
+        https: https.clone(),
+        url: operator.gateway.clone(),
+    };
+    let (status, body) = gw.post("/v1/heartbeat", &tenant_token, beat.clone()).await;
     assert_eq!(status, 401, "a tenant's pod token heartbeat: {body}");
-    let (status, _) = call(
-        &https,
-        reqwest::Method::GET,
-        format!("{gw}/v1/whoami"),
-        &tenant_token,
-        None,
-    )
-    .await;
+    let (status, _) = gw.get("/v1/whoami", &tenant_token).await;
     assert_eq!(status, 401, "a tenant's service account is no worker");
 
     // A real worker Pod's token (as its worker holds it) may pull and report, never
@@ -379,23 +364,9 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
     )
     .await;
     let worker_token = bound_token(&client, &op_ns, "zop-worker", &worker_pod).await;
-    let (status, body) = call(
-        &https,
-        reqwest::Method::POST,
-        format!("{gw}/v1/heartbeat"),
-        &worker_token,
-        Some(beat),
-    )
-    .await;
+    let (status, body) = gw.post("/v1/heartbeat", &worker_token, beat).await;
     assert_eq!(status, 403, "a worker pod heartbeat: {body}");
-    let (status, body) = call(
-        &https,
-        reqwest::Method::GET,
-        format!("{gw}/v1/whoami"),
-        &worker_token,
-        None,
-    )
-    .await;
+    let (status, body) = gw.get("/v1/whoami", &worker_token).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["pod"], worker_pod.name_any().as_str());
     let after = devices.get(&victim).await.unwrap().status.unwrap();
@@ -462,14 +433,7 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
     let mut answers: BTreeMap<u16, u32> = BTreeMap::new();
     for i in 0..300 {
         let bogus = format!("eyJhbGciOiJSUzI1NiJ9.bogus-{i}-{}.sig", std::process::id());
-        let (status, _) = call(
-            &https,
-            reqwest::Method::GET,
-            format!("{gw}/v1/whoami"),
-            &bogus,
-            None,
-        )
-        .await;
+        let (status, _) = gw.get("/v1/whoami", &bogus).await;
         *answers.entry(status).or_default() += 1;
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -500,17 +464,10 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
     ))
     .await;
     let key = group_key(&env, &op_ns, &["create", "liar-key", "--provider", TENANT]);
-    let (status, reg) = call(
-        &https,
-        reqwest::Method::POST,
-        format!("{gw}/v1/register"),
-        key.trim(),
-        Some(serde_json::json!({
+    let (status, reg) = gw.post("/v1/register", key.trim(), serde_json::json!({
             "hostname": "liar-box",
             "identification": { "deviceType": "workstation", "os": "linux", "cpuCores": 8, "memoryMiB": 16384, "gpus": [] },
-        })),
-    )
-    .await;
+        })).await;
     assert_eq!(status, 201, "{reg}");
     let agent_token = reg["token"].as_str().unwrap().to_string();
     let agent_device = reg["device"].as_str().unwrap().to_string();
@@ -546,23 +503,9 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
     let mut reported = 0;
     loop {
         let beat = serde_json::json!({ "load": 0, "runningFragments": 0 });
-        let (status, body) = call(
-            &https,
-            reqwest::Method::POST,
-            format!("{gw}/v1/heartbeat"),
-            &agent_token,
-            Some(beat),
-        )
-        .await;
+        let (status, body) = gw.post("/v1/heartbeat", &agent_token, beat).await;
         assert_eq!(status, 200, "the liar's heartbeat: {body}");
-        let (status, work) = call(
-            &https,
-            reqwest::Method::GET,
-            format!("{gw}/v1/work"),
-            &agent_token,
-            None,
-        )
-        .await;
+        let (status, work) = gw.get("/v1/work", &agent_token).await;
         if status == 200 {
             let results: Vec<serde_json::Value> = work["fragments"]
                 .as_array()
@@ -571,14 +514,13 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
                 .map(|f| serde_json::json!({ "fragment": f["index"], "digest": "cd".repeat(32), "workUnits": u64::MAX, "elapsedMs": 1 }))
                 .collect();
             reported += results.len();
-            let (status, body) = call(
-                &https,
-                reqwest::Method::POST,
-                format!("{gw}/v1/results"),
-                &agent_token,
-                Some(serde_json::json!({ "assignment": work["assignment"], "results": results })),
-            )
-            .await;
+            let (status, body) = gw
+                .post(
+                    "/v1/results",
+                    &agent_token,
+                    serde_json::json!({ "assignment": work["assignment"], "results": results }),
+                )
+                .await;
             assert_eq!(status, 200, "{body}");
         }
         let phase = tasks_api
@@ -615,25 +557,17 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
     // 5. A second machine whose host name sanitizes to the liar's Device name is refused,
     // and the liar's token keeps working (it was not rotated).
     let identification = serde_json::json!({ "deviceType": "workstation", "os": "linux", "cpuCores": 8, "memoryMiB": 16384, "gpus": [] });
-    let (status, body) = call(
-        &https,
-        reqwest::Method::POST,
-        format!("{gw}/v1/register"),
-        key.trim(),
-        Some(serde_json::json!({ "hostname": "Liar.Box", "identification": identification })),
-    )
-    .await;
+    let (status, body) = gw
+        .post(
+            "/v1/register",
+            key.trim(),
+            serde_json::json!({ "hostname": "Liar.Box", "identification": identification }),
+        )
+        .await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["reason"], "HostnameCollision");
     let beat = serde_json::json!({ "load": 0, "runningFragments": 0 });
-    let (status, body) = call(
-        &https,
-        reqwest::Method::POST,
-        format!("{gw}/v1/heartbeat"),
-        &agent_token,
-        Some(beat),
-    )
-    .await;
+    let (status, body) = gw.post("/v1/heartbeat", &agent_token, beat).await;
     assert_eq!(status, 200, "the first machine's token was rotated: {body}");
 
     // 6. A Group Key's quota holds under 20 concurrent registrations (once the gateway's
@@ -648,10 +582,8 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
     ))
     .await;
     let registrations = futures::future::join_all((0..20).map(|i| {
-        let (https, key) = (https.clone(), quota_key.trim().to_string());
         let body = serde_json::json!({ "hostname": format!("host-{i:02}"), "identification": identification });
-        let url = format!("{gw}/v1/register");
-        async move { call(&https, reqwest::Method::POST, url, &key, Some(body)).await }
+        gw.post("/v1/register", quota_key.trim(), body)
     }))
     .await;
     let mut outcomes: BTreeMap<String, u32> = BTreeMap::new();
