@@ -41,7 +41,7 @@ const WRITE_CONCURRENCY: usize = 128;
 /// How long a placement the watch never showed is assumed (then the cache is trusted).
 const ASSUME_TTL_MS: i64 = 30_000;
 /// The shortest gap between two cycles: changes arriving meanwhile join the next one.
-const CYCLE_GAP: Duration = Duration::from_millis(50);
+const CYCLE_GAP: Duration = Duration::from_millis(20);
 /// How often queued work is looked at without a change (backoffs run out).
 const TICK: Duration = Duration::from_secs(1);
 

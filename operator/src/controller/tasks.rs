@@ -23,7 +23,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -168,6 +168,7 @@ fn device_changes(client: Client) -> impl futures::Stream<Item = ()> + Send + 's
 async fn reconcile(task: Arc<ComputeTask>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = task.namespace().unwrap_or_default();
     let api: Api<ComputeTask> = Api::namespaced(ctx.client.clone(), &ns);
+    let task = with_finalizer(&api, task).await?;
     finalizer(&api, labels::TASK_FINALIZER, task, |event| async {
         match event {
             Finalizer::Apply(t) => apply(&t, &ctx).await,
@@ -182,6 +183,40 @@ async fn reconcile(task: Arc<ComputeTask>, ctx: Arc<Ctx>) -> Result<Action, Erro
         | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
         other => Error::Invalid(other.to_string()),
     })
+}
+
+/// The task with the cleanup finalizer: a new task gets it here, conditional on the version
+/// read, and goes on to its first decision in the same reconcile (rather than one
+/// reconcile later, when the finalizer's own update comes back through the watch).
+async fn with_finalizer(
+    api: &Api<ComputeTask>,
+    task: Arc<ComputeTask>,
+) -> Result<Arc<ComputeTask>, Error> {
+    let has = task
+        .finalizers()
+        .iter()
+        .any(|f| f == labels::TASK_FINALIZER);
+    if has || task.meta().deletion_timestamp.is_some() {
+        return Ok(task);
+    }
+    let mut finalizers = task.finalizers().to_vec();
+    finalizers.push(labels::TASK_FINALIZER.to_string());
+    let patch = serde_json::json!({
+        "metadata": { "resourceVersion": task.resource_version(), "finalizers": finalizers },
+    });
+    match api
+        .patch(
+            &task.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(patched) => Ok(Arc::new(patched)),
+        // Changed meanwhile: kube's finalizer helper adds it on the newer version.
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(task),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The task's records, by name from the loop's index: from their ConfigMaps, or from
