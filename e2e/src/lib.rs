@@ -106,6 +106,32 @@ impl Env {
     }
 }
 
+impl Env {
+    /// The cluster of kubeconfig `path`, with the CRDs installed: the start of a benchmark.
+    pub async fn for_benchmark(path: &Path) -> anyhow::Result<Self> {
+        let client = client_for(path).await?;
+        install_crds(&client).await?;
+        Ok(Self {
+            client,
+            kubeconfig: path.to_path_buf(),
+        })
+    }
+}
+
+/// Deletes every ComputeTask of the cluster: tasks other tests left (the API examples, some
+/// of them hours of work) would compete with a test's own for the same simulated nodes.
+pub async fn delete_all_tasks(client: &Client) -> anyhow::Result<()> {
+    use kube::ResourceExt;
+    use zop_operator::api::ComputeTask;
+    let everywhere: Api<ComputeTask> = Api::all(client.clone());
+    for t in everywhere.list(&Default::default()).await?.items {
+        let api =
+            Api::<ComputeTask>::namespaced(client.clone(), &t.namespace().unwrap_or_default());
+        let _ = api.delete(&t.name_any(), &DeleteParams::default()).await;
+    }
+    Ok(())
+}
+
 /// A client for a kubeconfig file.
 pub async fn client_for(path: &Path) -> anyhow::Result<Client> {
     let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use zop_e2e::nodes::{Mix, create_extra_nodes, wait_devices_online};
 use zop_e2e::operator::{Operator, group_key, sample, spawn_agent};
 use zop_e2e::pod_runner::{PodRunner, RunnerOptions};
-use zop_e2e::{Env, free_port, install_crds, wait_for};
+use zop_e2e::{Env, delete_all_tasks, free_port, install_crds, wait_for};
 use zop_operator::api::{ComputeTask, Device, DevicePhase, TaskPhase};
 
 const TEST: &str = "tasks";
@@ -96,13 +96,10 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
     };
     let client = env.client.clone();
     install_crds(&client).await.expect("CRDs install");
-    // One operator serves the whole cluster: tasks other tests left (the API examples,
-    // some of them hours of work) would compete for the same simulated nodes.
-    let everywhere: Api<ComputeTask> = Api::all(client.clone());
-    for t in everywhere.list(&ListParams::default()).await.unwrap().items {
-        let api = Api::<ComputeTask>::namespaced(client.clone(), &t.namespace().unwrap());
-        let _ = api.delete(&t.name_any(), &DeleteParams::default()).await;
-    }
+    // One operator serves the whole cluster.
+    delete_all_tasks(&client)
+        .await
+        .expect("deleting other tests' tasks");
     let op_ns = env.test_namespace("zop-tasks").await.unwrap();
     let team_a = env.test_namespace("team-a").await.unwrap();
     let team_b = env.test_namespace("team-b").await.unwrap();

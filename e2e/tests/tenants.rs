@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use zop_e2e::nodes::{Mix, create_extra_nodes, wait_devices_online};
 use zop_e2e::operator::{Operator, group_key, sample};
 use zop_e2e::pod_runner::{PodRunner, RunnerOptions};
-use zop_e2e::{Env, free_port, install_crds, wait_for};
+use zop_e2e::{Env, delete_all_tasks, free_port, install_crds, wait_for};
 use zop_operator::api::{ComputeTask, Device, DevicePhase, TaskPhase};
 use zop_operator::scheduler::slicer;
 
@@ -188,11 +188,9 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
     };
     let client = env.client.clone();
     install_crds(&client).await.expect("CRDs install");
-    let everywhere: Api<ComputeTask> = Api::all(client.clone());
-    for t in everywhere.list(&ListParams::default()).await.unwrap().items {
-        let api = Api::<ComputeTask>::namespaced(client.clone(), &t.namespace().unwrap());
-        let _ = api.delete(&t.name_any(), &DeleteParams::default()).await;
-    }
+    delete_all_tasks(&client)
+        .await
+        .expect("deleting other tests' tasks");
     let op_ns = env.test_namespace("zop-tenants").await.unwrap();
     let team = env.test_namespace("team").await.unwrap();
     let evil = env.test_namespace(TENANT).await.unwrap();

@@ -15,7 +15,7 @@ use kube::api::{ListParams, PostParams};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use zop_e2e::operator::Operator;
-use zop_e2e::{Env, client_for, delete_namespace, install_crds};
+use zop_e2e::{Env, delete_namespace};
 use zop_operator::api::ComputeTask;
 
 #[derive(Debug, Parser)]
@@ -47,12 +47,8 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = client_for(&args.kubeconfig).await?;
-    let env = Env {
-        client: client.clone(),
-        kubeconfig: args.kubeconfig.clone(),
-    };
-    install_crds(&client).await?;
+    let env = Env::for_benchmark(&args.kubeconfig).await?;
+    let client = env.client.clone();
     let op_ns = env.test_namespace("idle-op").await?;
     let ns = env.test_namespace("idle-tasks").await?;
     let mut operator = Operator::start(

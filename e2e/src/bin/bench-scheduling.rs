@@ -27,7 +27,7 @@ use kube::{Api, Client, ResourceExt};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use zop_e2e::operator::Operator;
-use zop_e2e::{Env, client_for, delete_namespace, install_crds};
+use zop_e2e::{Env, delete_namespace};
 use zop_operator::api::{ComputeTask, Device, DevicePhase};
 use zop_operator::tasks::assignment::{Assignment, State};
 use zop_operator::tasks::record;
@@ -115,12 +115,8 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let client = client_for(&args.kubeconfig).await?;
-    let env = Env {
-        client: client.clone(),
-        kubeconfig: args.kubeconfig.clone(),
-    };
-    install_crds(&client).await?;
+    let env = Env::for_benchmark(&args.kubeconfig).await?;
+    let client = env.client.clone();
     let op_ns = env.test_namespace("bench-op").await?;
     let ours_ns = env.test_namespace("bench-ours").await?;
     let kube_ns = env.test_namespace("bench-kube").await?;
