@@ -7,7 +7,8 @@
 //! - [`tasks`]: assignment records and their validation, the plan, the task lifecycle,
 //!   the task controller's decision, the worker Pod;
 //! - [`devices`]: identification from Node labels, phase, online time, plausibility;
-//! - [`ledger`]: the settlement hash chain.
+//! - [`ledger`]: the settlement hash chain;
+//! - [`verify`]: verification policy arithmetic (challenges, detection).
 
 pub use zop_api as api;
 pub use zop_api::labels;
@@ -16,3 +17,4 @@ pub mod devices;
 pub mod ledger;
 pub mod scheduler;
 pub mod tasks;
+pub mod verify;
