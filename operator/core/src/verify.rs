@@ -7,6 +7,8 @@
 //! probability `1 − f`, and `k` independent challenges with probability `(1 − f)^k`. A task
 //! of `n` fragments, each challenged `k` times, escapes with `(1 − f)^(k·n)`.
 
+use crate::scheduler::hash::mix;
+
 /// Probability that `k` independent row challenges catch a worker corrupting a fraction
 /// `f` of the rows (0 ≤ f ≤ 1): `1 − (1 − f)^k`.
 pub fn detection(f: f64, k: u32) -> f64 {
@@ -61,25 +63,19 @@ pub fn simulate(seed: u64, trials: u32, rows: u32, f: f64, k: u32) -> f64 {
     if trials == 0 || bad == 0 {
         return 0.0;
     }
-    let mut state = seed;
+    let mut draw = 0u64;
     let mut caught = 0u32;
     for _ in 0..trials {
         // Which rows are corrupted does not matter for uniform challenges, only how many;
         // the first `bad` rows of a random relabelling are, so a challenge hits with
-        // probability bad / rows.
-        let hit = (0..k).any(|_| (next(&mut state) % u64::from(rows)) < u64::from(bad));
+        // probability bad / rows. Draw `i` is the seeded hash of `i`: a reproducible stream.
+        let hit = (0..k).any(|_| {
+            draw += 1;
+            mix(seed, draw) % u64::from(rows) < u64::from(bad)
+        });
         caught += u32::from(hit);
     }
     f64::from(caught) / f64::from(trials)
-}
-
-/// SplitMix64: a small, seeded, reproducible stream.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

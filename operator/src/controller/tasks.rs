@@ -7,7 +7,7 @@
 use super::scheduler::{self, Handle, LoopConfig, Queued};
 use super::task_metrics::TaskMetrics;
 use super::{Error, STALE_RETRY, apply_status, recorder};
-use crate::api::common::{conditions, set_condition};
+use crate::api::common::conditions;
 use crate::api::task_status::ComputeTaskStatus;
 use crate::api::{ComputeTask, Device, DevicePhase, TaskPhase};
 use crate::labels;
@@ -21,7 +21,7 @@ use crate::tasks::validate::{Invalid, TaskRef, validate};
 use crate::tasks::worker_pod::PodTemplate;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -477,16 +477,13 @@ fn failed_status(
         s.phase = TaskPhase::Failed;
         s.completion_time = Some(now.clone());
     }
-    set_condition(
+    crate::tasks::decide::set(
         &mut s.conditions,
-        Condition {
-            type_: conditions::READY.into(),
-            status: "False".into(),
-            reason: reason.into(),
-            message: msg.chars().take(1024).collect(),
-            last_transition_time: now,
-            observed_generation: None,
-        },
+        conditions::READY,
+        "False",
+        reason,
+        msg,
+        &now,
     );
     s.observed_generation = task.meta().generation;
     s

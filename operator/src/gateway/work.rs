@@ -63,12 +63,14 @@ fn allowed(who: &Principal, name: &str, a: &Assignment) -> bool {
 }
 
 /// The assignment `name`, its ConfigMap's version (`None` while it is still recorded
-/// only on its worker Pod, whose UID it then takes), and its task's slicing; only a
-/// record that validates against its task is returned.
+/// only on its worker Pod, whose UID it then takes), its task (read when `need_task`, or
+/// when its slicing is not cached yet) and its task's slicing; only a record that
+/// validates against its task is returned.
 async fn load(
     state: &GatewayState,
     name: &str,
-) -> Result<(Assignment, Option<String>, ComputeTask, Slicing)> {
+    need_task: bool,
+) -> Result<(Assignment, Option<String>, Option<ComputeTask>, Slicing)> {
     let cms: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
     let (a, version) = match cms
         .get_opt(name)
@@ -90,13 +92,26 @@ async fn load(
             (a, None)
         }
     };
-    let task = Api::<ComputeTask>::namespaced(state.client.clone(), &a.task_namespace)
-        .get_opt(&a.task)
-        .await
-        .map_err(|e| internal("reading a task", e))?
-        .filter(|t| t.uid().as_deref() == Some(a.task_uid.as_str()))
-        .ok_or_else(|| gone("the task is gone"))?;
-    let slicing = slicing_of(state, &task)?;
+    // A result report needs only the slicing, which a task's UID fixes: one read of the
+    // task per task, not one per report.
+    let cached = state
+        .slicings
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&a.task_uid).copied());
+    let (task, slicing) = match cached {
+        Some(s) if !need_task => (None, s),
+        _ => {
+            let task = Api::<ComputeTask>::namespaced(state.client.clone(), &a.task_namespace)
+                .get_opt(&a.task)
+                .await
+                .map_err(|e| internal("reading a task", e))?
+                .filter(|t| t.uid().as_deref() == Some(a.task_uid.as_str()))
+                .ok_or_else(|| gone("the task is gone"))?;
+            let slicing = slicing_of(state, &task)?;
+            (Some(task), slicing)
+        }
+    };
     let of = TaskRef {
         namespace: &a.task_namespace,
         name: &a.task,
@@ -175,7 +190,10 @@ pub async fn work(
         },
         (None, Principal::WorkerPod { pod, .. }) => pod.clone(),
     };
-    let (a, _, task, slicing) = load(&state, &name).await?;
+    let (a, _, task, slicing) = load(&state, &name, true).await?;
+    let Some(task) = task else {
+        return Err(ApiError::internal());
+    };
     if !allowed(&who, &name, &a) {
         return Err(not_found());
     }
@@ -217,7 +235,7 @@ pub async fn results(
     let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
     // Optimistic concurrency: the task controller may mark the assignment lost meanwhile.
     for _ in 0..5 {
-        let (mut a, version, _, slicing) = load(&state, &req.assignment).await?;
+        let (mut a, version, _, slicing) = load(&state, &req.assignment, false).await?;
         if !allowed(&who, &req.assignment, &a) {
             return Err(not_found());
         }

@@ -18,7 +18,7 @@
 
 pub mod cycle;
 pub mod fairness;
-mod hash;
+pub(crate) mod hash;
 pub mod index;
 pub mod placement;
 pub mod round;

@@ -102,7 +102,9 @@ fn time(ms: i64) -> Time {
     Time(Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
-fn set(
+/// Sets condition `type_` in `list` at `at` (its message cut to 1,024 characters); an
+/// unchanged status keeps its transition time.
+pub fn set(
     list: &mut Vec<Condition>,
     type_: &str,
     status: &str,
