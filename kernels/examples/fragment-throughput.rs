@@ -175,7 +175,7 @@ fn gpu_compute_proof(quick: bool) {
         let _ = dev.compute_proof(n, 1, 0..1).unwrap();
         let mut timings = Default::default();
         let frag = best(3, || {
-            timings = dev.compute_proof(n, 1, 0..products).unwrap().1;
+            timings = dev.compute_proof(n, 1, 0..products).unwrap().timings;
         });
         let gemm = dev.gemm_seconds(n, 10).unwrap() * products as f64;
         let t: GpuTimings = timings;

@@ -12,6 +12,7 @@
 //!
 //! This module owns the shapes, inputs and commitments; [`cpu`] owns the CPU product.
 
+pub mod challenge;
 pub mod cpu;
 
 use crate::merkle::{Hash, MerkleTree};

@@ -90,17 +90,21 @@ impl MerkleTree {
 /// Whether `leaf` is leaf `index` of the `leaf_count`-leaf tree with root `root`.
 /// The proof must have exactly the length the shape implies; never panics.
 pub fn verify(root: &Hash, leaf_count: usize, index: usize, leaf: &Hash, proof: &[Hash]) -> bool {
+    climb(leaf_count, index, leaf, proof).is_some_and(|r| r == *root)
+}
+
+/// The root `proof` leads to from `leaf` at `index` of a `leaf_count`-leaf tree; `None`
+/// when the proof does not have exactly the shape the tree implies. For a proof whose
+/// root is itself a leaf one level up (a row inside a product inside a fragment).
+pub fn climb(leaf_count: usize, index: usize, leaf: &Hash, proof: &[Hash]) -> Option<Hash> {
     if index >= leaf_count {
-        return false;
+        return None;
     }
     let mut siblings = proof.iter();
     let (mut node, mut i, mut width) = (*leaf, index, leaf_count);
     while width > 1 {
-        let has_sibling = (i ^ 1) < width;
-        if has_sibling {
-            let Some(s) = siblings.next() else {
-                return false;
-            };
+        if (i ^ 1) < width {
+            let s = siblings.next()?;
             node = if i % 2 == 0 {
                 parent(&node, s)
             } else {
@@ -110,7 +114,7 @@ pub fn verify(root: &Hash, leaf_count: usize, index: usize, leaf: &Hash, proof: 
         i /= 2;
         width = width.div_ceil(2);
     }
-    siblings.next().is_none() && node == *root
+    siblings.next().is_none().then_some(node)
 }
 
 #[cfg(test)]

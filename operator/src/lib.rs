@@ -4,10 +4,11 @@
 
 pub use zop_api as api;
 pub use zop_api::labels;
-pub use zop_core::{devices, ledger, scheduler, tasks};
+pub use zop_core::{devices, ledger, scheduler, tasks, verify};
 
 pub mod cli;
 pub mod controller;
 pub mod gateway;
 pub mod metrics;
 pub mod run;
+pub mod verifier;

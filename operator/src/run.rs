@@ -134,6 +134,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     DeviceCollector::register(&mut registry, devices.store());
     let gateway_metrics = GatewayMetrics::new(&mut registry);
     let task_metrics = TaskMetrics::new(&mut registry);
+    let verifier = Arc::new(crate::verifier::Verifier::new(
+        client.clone(),
+        &mut registry,
+    ));
     let registry = Arc::new(registry);
     let http = metrics::serve(args.metrics_bind, registry.clone(), stop_rx.clone()).await?;
 
@@ -163,6 +167,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         client.clone(),
         gateway_config,
         gateway_metrics,
+        verifier.clone(),
         pem,
         device_cache.clone(),
         stopped(stop_rx.clone()),
@@ -195,6 +200,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             task_config,
             device_cache,
             task_metrics,
+            verifier,
             stopped(stop_rx.clone()),
         ),
         controller::devices::run(devices, client.clone(), config, stopped(stop_rx.clone())),

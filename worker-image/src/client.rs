@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zop_api::protocol::{
-    self, ErrorBody, HeartbeatRequest, HeartbeatResponse, RegisterRequest, RegisterResponse,
-    ResultsRequest, ResultsResponse, Work,
+    self, ErrorBody, HeartbeatRequest, HeartbeatResponse, ProofsRequest, ProofsResponse,
+    RegisterRequest, RegisterResponse, ResultsRequest, ResultsResponse, Work,
 };
 
 /// A failed call.
@@ -163,6 +163,15 @@ impl GatewayClient {
         req: &ResultsRequest,
     ) -> Result<ResultsResponse, GatewayError> {
         self.post(protocol::RESULTS, bearer, req).await
+    }
+
+    /// Answers a committed result's challenges.
+    pub async fn proofs(
+        &self,
+        bearer: Bearer<'_>,
+        req: &ProofsRequest,
+    ) -> Result<ProofsResponse, GatewayError> {
+        self.post(protocol::PROOFS, bearer, req).await
     }
 
     async fn post<B: Serialize, R: DeserializeOwned>(

@@ -98,6 +98,8 @@ pub fn fragment(
         // The kernels count operations; the ledger counts units of 10⁹ (at least 1).
         work_units: run.output.work_units.div_ceil(OPS_PER_WORK_UNIT).max(1),
         elapsed_ms: (run.seconds * 1e3).round() as u64,
+        received_ms: 0,
+        check: None,
     };
     Ok((result, run))
 }

@@ -14,6 +14,7 @@ pub mod fingerprint;
 pub mod metrics;
 pub mod pod;
 pub mod probe;
+pub mod prove;
 pub mod shutdown;
 mod timing;
 pub mod work;

@@ -179,6 +179,7 @@ mod tests {
             seconds: 2.0,
             gpu_busy_seconds: 1.5,
             gpu_fallback: None,
+            commitment: None,
         };
         m.completed("computeProof", &e, 4);
         m.failed("training");

@@ -44,6 +44,40 @@ fn retry() -> ExponentialBuilder {
         .with_max_times(8)
 }
 
+/// Answers a result's challenges (the result stays unpaid until they verify).
+async fn prove(
+    client: &GatewayClient,
+    bearer: Bearer<'_>,
+    assignment: &str,
+    commitment: zop_kernels::compute_proof::challenge::Commitment,
+    challenge: zop_api::protocol::FragmentChallenge,
+) -> Result<(), GatewayError> {
+    let (fragment, rows) = (challenge.fragment, challenge.rows.len());
+    let req = crate::prove::compute(assignment, commitment, challenge).await?;
+    let verdict = (|| crate::prove::post(client, bearer, &req))
+        .retry(retry())
+        .when(GatewayError::is_transient)
+        .await;
+    match verdict {
+        Ok(v) if v.verified => {
+            tracing::debug!(fragment, rows, "challenged rows verified");
+            Ok(())
+        }
+        Ok(v) => {
+            let why = v.rejection.map(|r| format!("{}: {}", r.reason, r.message));
+            tracing::error!(
+                fragment,
+                rows,
+                why = why.unwrap_or_default(),
+                "the operator rejected this fragment's proof"
+            );
+            Ok(())
+        }
+        Err(GatewayError::Refused { status: 410, .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Pulls and executes one assignment (`assignment` names it; `None` asks for the
 /// device's next one) on `engine`, reporting every fragment. Returns early when `stop`
 /// is requested.
@@ -94,13 +128,14 @@ pub async fn run_one(
             }
             Err(e) => Err(e.clone()),
         };
-        let result = match result {
-            Ok((r, run)) => {
+        let (result, commitment) = match result {
+            Ok((r, mut run)) => {
                 if let Some(why) = &run.gpu_fallback {
                     tracing::warn!(error = %why, "GPU path failed; the fragment ran on the CPU");
                 }
                 engine.metrics.completed(label, &run, r.work_units);
-                r
+                let commitment = run.commitment.take();
+                (r, commitment)
             }
             Err(e) => {
                 // A fragment this worker cannot execute is left for reassignment.
@@ -109,6 +144,7 @@ pub async fn run_one(
                 return Ok(Outcome::HandedBack { fragments: done });
             }
         };
+        let fragment = result.fragment;
         let req = ResultsRequest {
             assignment: work.assignment.clone(),
             results: vec![result],
@@ -121,7 +157,13 @@ pub async fn run_one(
                 tracing::warn!("stopping: the gateway did not take the last result in time");
                 return Ok(Outcome::HandedBack { fragments: done });
             }
-            Some(Ok(_)) => done += 1,
+            Some(Ok(resp)) => {
+                done += 1;
+                let challenge = resp.challenges.into_iter().find(|c| c.fragment == fragment);
+                if let (Some(c), Some(commitment)) = (challenge, commitment) {
+                    prove(client, bearer, &work.assignment, commitment, c).await?;
+                }
+            }
             Some(Err(GatewayError::Refused { status: 410, .. })) => return Ok(Outcome::Closed),
             Some(Err(e)) => return Err(e),
         }

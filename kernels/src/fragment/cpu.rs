@@ -4,10 +4,9 @@
 use super::output;
 use super::{FragmentError, FragmentKind, FragmentOutput};
 use crate::compute_proof;
+use crate::compute_proof::challenge::{Commitment, Fragment};
 use crate::data;
 use crate::inference;
-use crate::merkle::MerkleTree;
-use crate::seed;
 use crate::training::{
     self, DataSet, GradientCommitment, Model, Trained, TrainingError, TrainingParams,
 };
@@ -16,6 +15,14 @@ use std::ops::Range;
 
 /// Runs work items `range` of `kind` (already checked).
 pub(super) fn run(kind: &FragmentKind, range: Range<u64>) -> Result<FragmentOutput, FragmentError> {
+    Ok(run_committed(kind, range)?.0)
+}
+
+/// [`run`], keeping a compute-proof fragment's [`Commitment`] to answer challenges with.
+pub(super) fn run_committed(
+    kind: &FragmentKind,
+    range: Range<u64>,
+) -> Result<(FragmentOutput, Option<Commitment>), FragmentError> {
     let len = range.end - range.start;
     let model_err = |error| FragmentError::Model {
         kind: kind.name(),
@@ -27,18 +34,25 @@ pub(super) fn run(kind: &FragmentKind, range: Range<u64>) -> Result<FragmentOutp
         } => {
             let n = dimension as usize;
             let threads = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
-            let key = seed::stream_key(seed, seed::STREAM_PRODUCT);
-            let mut roots = Vec::with_capacity(len as usize);
-            for p in range {
-                let (a, b) = compute_proof::inputs(seed::word(key, p), n)?;
+            let f = Fragment {
+                seed,
+                n: dimension,
+                first: range.start,
+                count: len as u32,
+            };
+            let mut trees = Vec::with_capacity(len as usize);
+            for p in 0..f.count {
+                let (a, b) = compute_proof::inputs(f.product_seed(p), n)?;
                 let c = compute_proof::cpu::matmul_threads(&a, &b, n, threads)?;
-                roots.push(compute_proof::commit(&c, n)?.root());
+                trees.push(compute_proof::commit(&c, n)?);
             }
-            output::compute_proof(dimension, len, &MerkleTree::new(roots).root())
+            let c = Commitment::new(f, trees);
+            (output::compute_proof(dimension, len, &c.root()), Some(c))
         }
-        FragmentKind::Training { params, .. } => {
-            output::training(&params, len, &train(&params, range).map_err(model_err)?)
-        }
+        FragmentKind::Training { params, .. } => (
+            output::training(&params, len, &train(&params, range).map_err(model_err)?),
+            None,
+        ),
         FragmentKind::Inference {
             features,
             classes,
@@ -49,7 +63,11 @@ pub(super) fn run(kind: &FragmentKind, range: Range<u64>) -> Result<FragmentOutp
                 .map_err(model_err)?;
             let shard = data.shard(range).map_err(model_err)?;
             let out = inference::forward(&Model::reference(&data), &shard).map_err(model_err)?;
-            output::inference(features, classes, len, &out.digest(), out.accuracy())
+            let digest = out.digest();
+            (
+                output::inference(features, classes, len, &digest, out.accuracy()),
+                None,
+            )
         }
         FragmentKind::DataProcessing {
             operation,
@@ -58,7 +76,11 @@ pub(super) fn run(kind: &FragmentKind, range: Range<u64>) -> Result<FragmentOutp
             ..
         } => {
             let p = data::process(operation, seed, range, chunk_size)?;
-            output::data(operation, p.bytes, p.chunks, p.tokens, &p.tree.root())
+            let root = p.tree.root();
+            (
+                output::data(operation, p.bytes, p.chunks, p.tokens, &root),
+                None,
+            )
         }
     })
 }

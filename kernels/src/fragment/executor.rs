@@ -6,7 +6,9 @@
 
 use super::output;
 use super::{FragmentError, FragmentKind, FragmentOutput, cpu};
+use crate::compute_proof::challenge::{Commitment, Fragment};
 use crate::gpu::{Gpu, GpuError, GpuTimings};
+use crate::merkle::MerkleTree;
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
@@ -55,6 +57,8 @@ pub struct Execution {
     pub gpu_busy_seconds: f64,
     /// Why the GPU path was not used for a fragment it could run, if it failed.
     pub gpu_fallback: Option<String>,
+    /// What a compute-proof fragment keeps to answer its challenges.
+    pub commitment: Option<Commitment>,
 }
 
 /// Runs fragments on the best device this process could open.
@@ -118,25 +122,27 @@ impl Executor {
         if let Some(gpu) = &self.gpu {
             let gpu = gpu.lock().unwrap_or_else(PoisonError::into_inner);
             match on_gpu(&gpu, kind, items.clone()) {
-                Ok((output, t)) => {
+                Ok((output, commitment, t)) => {
                     return Ok(Execution {
                         output,
                         device: Device::Gpu,
                         seconds: started.elapsed().as_secs_f64(),
                         gpu_busy_seconds: t.busy_s(),
                         gpu_fallback: None,
+                        commitment,
                     });
                 }
                 Err(e) => gpu_fallback = Some(e.to_string()),
             }
         }
-        let output = cpu::run(kind, items)?;
+        let (output, commitment) = cpu::run_committed(kind, items)?;
         Ok(Execution {
             output,
             device: Device::Cpu,
             seconds: started.elapsed().as_secs_f64(),
             gpu_busy_seconds: 0.0,
             gpu_fallback,
+            commitment,
         })
     }
 }
@@ -146,14 +152,29 @@ fn on_gpu(
     gpu: &Gpu,
     kind: &FragmentKind,
     items: Range<u64>,
-) -> Result<(FragmentOutput, GpuTimings), GpuError> {
+) -> Result<(FragmentOutput, Option<Commitment>, GpuTimings), GpuError> {
     let len = items.end - items.start;
-    Ok(match *kind {
+    let (out, t) = match *kind {
         FragmentKind::ComputeProof {
             dimension, seed, ..
         } => {
-            let (root, t) = gpu.compute_proof(dimension, seed, items)?;
-            (output::compute_proof(dimension, len, &root), t)
+            let run = gpu.compute_proof(dimension, seed, items.clone())?;
+            let f = Fragment {
+                seed,
+                n: dimension,
+                first: items.start,
+                count: len as u32,
+            };
+            let c = Commitment::new(f, run.rows.into_iter().map(MerkleTree::new).collect());
+            // The host rebuilds the root from the device's row digests: a disagreement
+            // is a GPU fault, and the CPU path runs instead.
+            if c.root() != run.root {
+                return Err(GpuError::Shape(
+                    "the row digests do not give the fragment's root".into(),
+                ));
+            }
+            let out = output::compute_proof(dimension, len, &c.root());
+            return Ok((out, Some(c), run.timings));
         }
         FragmentKind::Training { params, .. } => {
             let (trained, t) = gpu.training(params, items)?;
@@ -181,7 +202,8 @@ fn on_gpu(
             let out = output::data(operation, len, run.chunks, run.tokens, &run.root);
             (out, t)
         }
-    })
+    };
+    Ok((out, None, t))
 }
 
 #[cfg(test)]

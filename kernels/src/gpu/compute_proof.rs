@@ -4,7 +4,8 @@
 //! digests (every row piece at once, then the row trees) and the product's Merkle tree
 //! are computed by the kernels of
 //! `kernels/cuda/compute_proof.cu` and `sha256.cuh`, and the product roots become the
-//! leaves of the fragment's tree. Only the fragment's 32-byte root reaches the host.
+//! leaves of the fragment's tree. The fragment's root and each product's row digests
+//! (`32·n` bytes a product) reach the host: the worker answers challenges from them.
 
 use super::device::{Gpu, GpuTimings, secs, tree_nodes};
 use super::{GpuError, guard, launch};
@@ -13,6 +14,17 @@ use crate::merkle::Hash;
 use crate::seed;
 use cudarc::driver::CudaSlice;
 use std::ops::Range;
+
+/// A compute-proof fragment run on the GPU.
+#[derive(Debug)]
+pub struct ProofRun {
+    /// The fragment's root.
+    pub root: Hash,
+    /// Each product's row digests, in order.
+    pub rows: Vec<Vec<Hash>>,
+    /// Where the time went.
+    pub timings: GpuTimings,
+}
 
 /// The buffers of one fragment, reused for each of its products.
 struct Buffers {
@@ -66,7 +78,7 @@ impl Gpu {
         })
     }
 
-    /// One product into leaf `slot` of the fragment's tree.
+    /// One product into leaf `slot` of the fragment's tree; returns its row digests.
     fn product(
         &self,
         b: &mut Buffers,
@@ -74,7 +86,7 @@ impl Gpu {
         product_seed: u64,
         slot: usize,
         t: &mut GpuTimings,
-    ) -> Result<(), GpuError> {
+    ) -> Result<Vec<Hash>, GpuError> {
         let start = self.event()?;
         let key_a = seed::stream_key(product_seed, seed::STREAM_A);
         let key_b = seed::stream_key(product_seed, seed::STREAM_B);
@@ -94,7 +106,12 @@ impl Gpu {
         t.generate_s += secs(&start, &generated)?;
         t.compute_s += secs(&generated, &multiplied)?;
         t.commit_s += secs(&multiplied, &committed)?;
-        Ok(())
+        // The leaves are the tree's first level.
+        let leaves = self.stream.clone_dtoh(&b.tree.slice(0..32 * n as usize))?;
+        Ok(leaves
+            .chunks_exact(32)
+            .filter_map(|h| Hash::try_from(h).ok())
+            .collect())
     }
 
     /// The row digests of the product in `b.c` into the leaves of `b.tree`: every
@@ -125,22 +142,18 @@ impl Gpu {
     }
 
     /// The fragment of products `products` of the task with `seed` and matrix size `n`:
-    /// its root (the CPU path's digest) and where the time went.
+    /// its root (the CPU path's digest), each product's row digests, and where the time
+    /// went.
     pub fn compute_proof(
         &self,
         n: u32,
         seed: u64,
         products: Range<u64>,
-    ) -> Result<(Hash, GpuTimings), GpuError> {
+    ) -> Result<ProofRun, GpuError> {
         guard(|| self.run_proof(n, seed, products))?
     }
 
-    fn run_proof(
-        &self,
-        n: u32,
-        seed: u64,
-        products: Range<u64>,
-    ) -> Result<(Hash, GpuTimings), GpuError> {
+    fn run_proof(&self, n: u32, seed: u64, products: Range<u64>) -> Result<ProofRun, GpuError> {
         let count = u32::try_from(products.end.saturating_sub(products.start))
             .ok()
             .filter(|c| *c > 0)
@@ -153,15 +166,20 @@ impl Gpu {
         let mut b = self.proof_buffers(n, count)?;
         let key = seed::stream_key(seed, seed::STREAM_PRODUCT);
         let mut t = GpuTimings::default();
+        let mut rows = Vec::with_capacity(count as usize);
         for (slot, p) in products.enumerate() {
-            self.product(&mut b, n, seed::word(key, p), slot, &mut t)?;
+            rows.push(self.product(&mut b, n, seed::word(key, p), slot, &mut t)?);
         }
         let start = self.event()?;
         let root = self.root(&mut b.roots, count)?;
         let end = self.event()?;
         end.synchronize()?;
         t.commit_s += secs(&start, &end)?;
-        Ok((root, t))
+        Ok(ProofRun {
+            root,
+            rows,
+            timings: t,
+        })
     }
 
     /// Seconds per cuBLAS int8 product of size `n` alone (operands already on the

@@ -311,17 +311,19 @@ pub struct Benchmark {
     pub measured_at: Option<Time>,
 }
 
-/// A device's track record.
+/// A device's track record, written by the operator's verifier alone
+/// (`zop_core::devices::reputation` has the rules).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Reputation {
-    /// Score from 0 to 1000; new devices start at 500.
+    /// Score from 0 to 1000; new devices start at 500, and every score decays towards
+    /// 500 with a half-life of 7 days.
     #[schemars(range(max = 1000))]
     pub score: u32,
     /// Fragments that completed and verified.
     #[serde(default)]
     pub succeeded: u64,
-    /// Fragments that failed to run.
+    /// Fragments that failed to run, or whose challenges went unanswered.
     #[serde(default)]
     pub failed: u64,
     /// Fragments whose results failed verification.
@@ -330,6 +332,12 @@ pub struct Reputation {
     /// Penalties applied (quarantine, replayed submissions).
     #[serde(default)]
     pub penalties: u64,
+    /// Results that arrived implausibly fast or slow for the device's benchmark.
+    #[serde(default)]
+    pub abnormal_timings: u64,
+    /// When the score last changed; decay runs from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Time>,
 }
 
 impl Default for Reputation {
@@ -340,6 +348,8 @@ impl Default for Reputation {
             failed: 0,
             verification_failures: 0,
             penalties: 0,
+            abnormal_timings: 0,
+            updated_at: None,
         }
     }
 }

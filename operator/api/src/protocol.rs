@@ -13,6 +13,8 @@ pub const HEARTBEAT: &str = "/v1/heartbeat";
 pub const WORK: &str = "/v1/work";
 /// Route where workers report fragment results.
 pub const RESULTS: &str = "/v1/results";
+/// Route where workers answer the challenges of a committed result.
+pub const PROOFS: &str = "/v1/proofs";
 
 /// Query of [`WORK`]: a worker pod names its assignment; an agent may leave it out to
 /// get the next one for its device.
@@ -68,6 +70,127 @@ pub struct ResultsResponse {
     pub accepted: u32,
     /// Whether the assignment is now complete.
     pub completed: bool,
+    /// Rows to prove, per committed result, drawn after its commitment arrived; answer
+    /// them at [`PROOFS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub challenges: Vec<FragmentChallenge>,
+}
+
+/// One row of one product of a compute-proof fragment; `product` counts from the
+/// fragment's first product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChallengedRow {
+    /// Product within the fragment, from 0.
+    pub product: u32,
+    /// Row of that product, from 0.
+    pub row: u32,
+}
+
+/// The rows a committed result must prove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FragmentChallenge {
+    /// The fragment index within the task.
+    pub fragment: u32,
+    /// The rows, sorted, each once.
+    pub rows: Vec<ChallengedRow>,
+}
+
+/// Answers to a fragment's challenges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProofsRequest {
+    /// The assignment's name.
+    pub assignment: String,
+    /// The fragment index within the task.
+    pub fragment: u32,
+    /// One answer per challenged row.
+    pub answers: Vec<RowProof>,
+}
+
+/// A challenged row with its Merkle proofs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RowProof {
+    /// Product within the fragment.
+    pub product: u32,
+    /// Row of that product.
+    pub row: u32,
+    /// The row's `n` int32 values, little-endian, base64 (standard alphabet, padded).
+    pub values: String,
+    /// Hex siblings from the row's digest up to its product's root.
+    pub row_proof: Vec<String>,
+    /// Hex siblings from the product's root up to the fragment's root.
+    pub product_proof: Vec<String>,
+}
+
+/// The verdict on a fragment's answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProofsResponse {
+    /// The fragment.
+    pub fragment: u32,
+    /// Whether the result verified.
+    pub verified: bool,
+    /// Why not, when it did not: a stable reason and the evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<ErrorBody>,
+}
+
+/// A row's values as [`RowProof::values`] carries them.
+pub fn encode_row(values: &[i32]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The values of [`RowProof::values`], if it is valid base64 of a multiple of 4 bytes.
+pub fn decode_row(s: &str) -> Option<Vec<i32>> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}
+
+/// Most rows one fragment is challenged at (the task API's limit).
+pub const MAX_CHALLENGES: u32 = 256;
+
+/// The operator's verdict on a recorded result. Workers never send one: the gateway
+/// sets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "state",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum Check {
+    /// Rows were challenged; the answers are awaited.
+    Challenged {
+        /// The rows.
+        rows: Vec<ChallengedRow>,
+        /// When they were drawn (Unix milliseconds).
+        at_ms: i64,
+    },
+    /// The answers proved the result.
+    Verified {
+        /// When (Unix milliseconds).
+        at_ms: i64,
+    },
+    /// The result failed verification, or was refused; it earns nothing.
+    Rejected {
+        /// Stable reason, for example `WrongRow` or `ChallengeTimeout`.
+        reason: String,
+        /// The evidence: what was expected and what was received.
+        detail: String,
+        /// When (Unix milliseconds).
+        at_ms: i64,
+    },
 }
 
 /// Most results in one report.
@@ -145,4 +268,15 @@ pub struct FragmentResult {
     pub work_units: u64,
     /// Milliseconds the worker spent on it.
     pub elapsed_ms: u64,
+    /// When the gateway received it, Unix milliseconds (records only: the operator's own
+    /// clock times the work, never the worker's claim).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub received_ms: i64,
+    /// The operator's verdict (records only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }

@@ -135,14 +135,19 @@ pub enum WorkloadType {
     DataProcessing,
 }
 
+/// Largest `computeProof.dimension` the API accepts; the kernels run it on every device
+/// (a test in `zop-core` holds the two together).
+pub const MAX_DIMENSION: u32 = 8192;
+
 /// Integer matrix products: `products` products of two `dimension`×`dimension` int8
 /// matrices generated from `seed` on the device.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ComputeProofParams {
-    /// Side of the square matrices, 64 to 16384, a multiple of 64.
-    #[x_kube(validation = Rule::new("self >= 64 && self <= 16384 && self % 64 == 0")
-        .message("dimension must be a multiple of 64 between 64 and 16384"))]
+    /// Side of the square matrices, 64 to 8192, a multiple of 64: the largest every
+    /// device's kernels run (the CPU path's 1 GiB limit stops at 10,304).
+    #[x_kube(validation = Rule::new("self >= 64 && self <= 8192 && self % 64 == 0")
+        .message("dimension must be a multiple of 64 between 64 and 8192"))]
     pub dimension: u32,
     /// Number of matrix products in the whole task; these are the work items.
     #[x_kube(validation = Rule::new("self > 0").message("products must be positive"))]
@@ -321,9 +326,11 @@ pub struct VerificationPolicy {
     #[serde(default = "default_replay_rate")]
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("replayRate must be between 0 and 1"))]
     pub replay_rate: f64,
-    /// Random rows challenged per fragment and answered with Merkle proofs, 0 to 64.
+    /// Rows of a compute-proof fragment challenged after its commitment, each answered
+    /// with the row and its Merkle proofs, 0 to 256. The default, 66, catches a worker
+    /// that corrupts 10% of its rows with probability 99.9% (`docs/verification.md`).
     #[serde(default = "default_challenges")]
-    #[x_kube(validation = Rule::new("self <= 64").message("challenges must be between 0 and 64"))]
+    #[x_kube(validation = Rule::new("self <= 256").message("challenges must be between 0 and 256"))]
     pub challenges: u32,
     /// Relative tolerance for floating-point results, 0 to 1. Integer workloads are exact.
     #[serde(default = "default_tolerance")]
@@ -339,7 +346,7 @@ fn default_replay_rate() -> f64 {
     0.05
 }
 fn default_challenges() -> u32 {
-    4
+    66
 }
 fn default_tolerance() -> f64 {
     1e-4

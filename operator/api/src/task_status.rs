@@ -88,9 +88,13 @@ pub struct FragmentCounts {
     /// Completed and passed verification.
     #[serde(default)]
     pub verified: u32,
-    /// Completed but failed verification.
+    /// Results that failed verification (each rejected result once; its fragment is
+    /// executed again elsewhere).
     #[serde(default)]
     pub rejected: u32,
+    /// Completed by a kind of work that has no proof yet: accepted as reported.
+    #[serde(default)]
+    pub unverified: u32,
     /// Failed past the retry limit.
     #[serde(default)]
     pub failed: u32,

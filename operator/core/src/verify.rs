@@ -1,13 +1,42 @@
-//! Verification policy, as arithmetic: how many row challenges a compute-proof fragment
-//! needs for a detection goal, the chance a cheating worker escapes them (per fragment and
-//! across a task), and a seeded simulation that checks the formula against sampling.
-//! Pure; probabilities are `f64` (they price nothing: no amount of CXT is ever a float).
+//! Verification policy. This module owns the arithmetic: how many row challenges a
+//! compute-proof fragment needs for a detection goal, the chance a cheating worker
+//! escapes them (per fragment and across a task), the compute the verifier spends, and a
+//! seeded simulation that checks the formula against sampling. [`challenge`] applies it
+//! to a task's fragments and records; [`timing`] judges report-back times. Pure;
+//! probabilities are `f64` (they price nothing: no amount of CXT is ever a float).
 //!
 //! A worker that corrupts a fraction `f` of a product's rows escapes one challenged row with
 //! probability `1 − f`, and `k` independent challenges with probability `(1 − f)^k`. A task
 //! of `n` fragments, each challenged `k` times, escapes with `(1 − f)^(k·n)`.
 
+pub mod challenge;
+pub mod timing;
+
 use crate::scheduler::hash::mix;
+
+/// Operations the verifier spends on one compute-proof fragment of `n×n` products whose
+/// `k` challenged rows fall in `products` distinct products: per product, regenerating
+/// `B` and computing `B·r` (`n²` each, counted as `2n²`); per row, regenerating its row
+/// of `A`, `A[i,:]·(B·r)`, `C[i,:]·r` and hashing the row (`4n`, plus the proof's
+/// `log₂` hashes, which are noise at these sizes).
+pub fn verifier_ops(n: u64, k: u64, products: u64) -> u64 {
+    let n2 = n.saturating_mul(n);
+    products
+        .min(k)
+        .saturating_mul(2 * n2)
+        .saturating_add(k.saturating_mul(4 * n))
+}
+
+/// Operations a worker spends answering `k` challenged rows: each row recomputed from
+/// the seeds (`2n²`: `n²` multiply-adds).
+pub fn answer_ops(n: u64, k: u64) -> u64 {
+    k.saturating_mul(2 * n.saturating_mul(n))
+}
+
+/// Operations of the fragment itself: `2n³` per product.
+pub fn fragment_ops(n: u64, products: u64) -> u64 {
+    products.saturating_mul(2 * n.saturating_mul(n).saturating_mul(n))
+}
 
 /// Probability that `k` independent row challenges catch a worker corrupting a fraction
 /// `f` of the rows (0 ≤ f ≤ 1): `1 − (1 − f)^k`.

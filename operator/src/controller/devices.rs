@@ -10,6 +10,7 @@ use crate::api::device::{Device, DeviceStatus};
 use crate::devices::identify::{is_onboarded, node_facts};
 use crate::devices::online::Accounting;
 use crate::devices::phase::{Facts, Liveness, available, next_phase};
+use crate::devices::reputation;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -144,10 +145,19 @@ pub fn plan(device: &Device, node: Option<Option<&Node>>, now: Timestamp, config
     let facts = Facts {
         liveness,
         plausible: plausibility.map(|c| c.status != "False"),
+        standing: reputation::standing(&status.reputation, now_s),
         now: now_s,
         grace: config.heartbeat_grace,
     };
     let (phase, time_recheck) = next_phase(&facts);
+    // A quarantine by reputation lifts by decay alone: look again then.
+    let time_recheck = match (
+        time_recheck,
+        reputation::lifts_in(&status.reputation, now_s),
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let old_phase = status.phase;
     let changed = phase != old_phase || status.observed_generation.is_none();
 
@@ -199,6 +209,11 @@ pub fn plan(device: &Device, node: Option<Option<&Node>>, now: Timestamp, config
         from: old_phase,
         to: phase,
         why: match phase {
+            DevicePhase::Quarantined | DevicePhase::Retired
+                if facts.standing != reputation::Standing::Good =>
+            {
+                Some(reputation_note(&status.reputation, now_s))
+            }
             DevicePhase::Quarantined => plausibility.map(|c| c.message.clone()),
             _ => None,
         },
@@ -209,6 +224,20 @@ pub fn plan(device: &Device, node: Option<Option<&Node>>, now: Timestamp, config
         event,
         recheck_after: time_recheck.map_or(until_accounting, |t| t.min(until_accounting)),
     }
+}
+
+/// Why reputation took a device out of work, for its phase Event.
+fn reputation_note(r: &crate::api::device::Reputation, now: i64) -> String {
+    format!(
+        "reputation {} (quarantine below {}): {} failed verifications (retired at {}), {} abnormal timings, {} unanswered challenges, {} verified",
+        reputation::score_at(r, now),
+        reputation::QUARANTINE_BELOW,
+        r.verification_failures,
+        reputation::RETIRE_AFTER,
+        r.abnormal_timings,
+        r.failed,
+        r.succeeded
+    )
 }
 
 /// The owned fields as they stand now, for comparison with a plan.

@@ -10,6 +10,7 @@ use super::{Error, STALE_RETRY, apply_status, recorder};
 use crate::api::common::conditions;
 use crate::api::task_status::ComputeTaskStatus;
 use crate::api::{ComputeTask, Device, DevicePhase, TaskPhase};
+use crate::devices::reputation::Outcome;
 use crate::labels;
 use crate::scheduler::cycle::{QueuedTask, RetryPolicy};
 use crate::scheduler::slicer::{self, Slicing, batch_size_for};
@@ -19,6 +20,7 @@ use crate::tasks::lifecycle::Limits;
 use crate::tasks::record;
 use crate::tasks::validate::{Invalid, TaskRef, validate};
 use crate::tasks::worker_pod::PodTemplate;
+use crate::verifier::{Evidence, Verifier};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -60,6 +62,7 @@ struct Ctx {
     scheduler: Handle,
     recorder: Recorder,
     metrics: TaskMetrics,
+    verifier: Arc<Verifier>,
     /// Invalid records already reported (name and resource version), so each one gets
     /// one Event and one count, not one per reconcile.
     reported: Mutex<BTreeSet<(String, Option<String>)>>,
@@ -81,6 +84,7 @@ pub async fn run(
     config: TaskConfig,
     devices: Store<Device>,
     metrics: TaskMetrics,
+    verifier: Arc<Verifier>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let shutdown = futures::FutureExt::shared(shutdown);
@@ -128,6 +132,7 @@ pub async fn run(
         scheduler,
         recorder,
         metrics,
+        verifier,
         reported: Mutex::default(),
     });
     // A burst of record and Pod events (a placement of thousands) becomes a few
@@ -422,9 +427,9 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
     let losses: Vec<(Stored, String)> = d
         .lost
         .iter()
-        .map(|&(i, why)| {
-            let mut r = records[i].clone();
-            r.a.lose(now);
+        .map(|(i, why, a)| {
+            let mut r = records[*i].clone();
+            r.a = a.clone();
             (r, why.to_string())
         })
         .collect();
@@ -434,6 +439,18 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
         .collect()
         .await;
     written.into_iter().collect::<Result<Vec<()>, Error>>()?;
+    // Only a rejection that was written moves the reputation.
+    for (i, fragment, detail) in &d.timed_out {
+        let evidence = Evidence {
+            task: format!("{ns}/{}", task.name_any()),
+            fragment: *fragment,
+            reason: "ChallengeTimeout".into(),
+            detail: detail.clone(),
+        };
+        ctx.verifier
+            .outcome(&records[*i].a.device, Outcome::TimedOut, &evidence)
+            .await;
+    }
     if d.waiting.is_empty() {
         ctx.scheduler.dequeue(&uid);
     } else {

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod conn;
 pub mod metrics;
+pub mod proofs;
 pub mod protocol;
 pub mod routes;
 pub mod secrets;
@@ -76,6 +77,10 @@ pub struct GatewayConfig {
     /// Largest request body in bytes.
     #[arg(long = "gateway-body-limit", default_value_t = 64 * 1024)]
     pub body_limit: usize,
+    /// Largest body of challenge answers in bytes, read only after the caller is
+    /// authenticated (256 rows of 8192 values in base64 need about 11 MiB).
+    #[arg(long = "gateway-proof-body-limit", default_value_t = 16 * 1024 * 1024)]
+    pub proof_body_limit: usize,
 }
 
 /// What the handlers share.
@@ -97,9 +102,11 @@ pub struct GatewayState {
     /// Devices registered lately (by name: Group Key name, when), held while a
     /// registration runs, so a key's quota holds before the Device cache shows them.
     pub registrations: tokio::sync::Mutex<std::collections::HashMap<String, (String, Instant)>>,
-    /// How each task is sliced, by task UID: results are weighed with it.
-    pub slicings:
-        std::sync::Mutex<std::collections::HashMap<String, crate::scheduler::slicer::Slicing>>,
+    /// Each task's slicing and spec, by task UID: results are weighed and challenged
+    /// with them.
+    pub tasks: std::sync::Mutex<std::collections::HashMap<String, Arc<work::TaskFacts>>>,
+    /// Verdicts' writes: reputation and evidence.
+    pub verifier: Arc<crate::verifier::Verifier>,
 }
 
 impl std::fmt::Debug for GatewayState {
@@ -119,6 +126,7 @@ impl GatewayState {
         tokens: Store<Secret>,
         devices: Store<Device>,
         metrics: GatewayMetrics,
+        verifier: Arc<crate::verifier::Verifier>,
     ) -> Self {
         let rate = NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
@@ -142,7 +150,8 @@ impl GatewayState {
             devices,
             metrics,
             registrations: Default::default(),
-            slicings: Default::default(),
+            tasks: Default::default(),
+            verifier,
         }
     }
 }
@@ -155,6 +164,10 @@ pub fn router(state: Arc<GatewayState>) -> Router {
         .route("/v1/whoami", get(routes::whoami))
         .route(protocol::WORK, get(work::work))
         .route(protocol::RESULTS, post(work::results))
+        .route(
+            protocol::PROOFS,
+            post(proofs::proofs).layer(DefaultBodyLimit::disable()),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), timed))
         .layer(axum::middleware::from_fn(client_addr))
@@ -199,6 +212,7 @@ pub async fn serve(
     client: Client,
     config: GatewayConfig,
     metrics: GatewayMetrics,
+    verifier: Arc<crate::verifier::Verifier>,
     pem: tls::CertPem,
     devices: Store<Device>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -219,7 +233,7 @@ pub async fn serve(
     let _ = devices.wait_until_ready().await;
     let bind = config.bind;
     let state = Arc::new(GatewayState::new(
-        client, config, keys, tokens, devices, metrics,
+        client, config, keys, tokens, devices, metrics, verifier,
     ));
     let app = router(state.clone());
     let handle = axum_server::Handle::new();

@@ -6,6 +6,8 @@
 use crate::api::device::{Benchmark, GpuInfo, Identification};
 pub use crate::api::protocol::*;
 use axum::http::StatusCode;
+use zop_kernels::compute_proof::challenge::{RowAnswer, RowRef};
+use zop_kernels::merkle::Hash;
 
 /// Decodes and validates a results report.
 pub fn decode_results(bytes: &[u8]) -> Result<ResultsRequest, ApiError> {
@@ -27,6 +29,56 @@ pub fn decode_results(bytes: &[u8]) -> Result<ResultsRequest, ApiError> {
         }
     }
     Ok(req)
+}
+
+/// Most siblings in one Merkle proof: a tree of 2⁶⁴ leaves needs 64.
+const MAX_PROOF_LEN: usize = 64;
+
+/// Decodes and validates challenge answers into the kernels' form.
+pub fn decode_proofs(bytes: &[u8]) -> Result<(ProofsRequest, Vec<RowAnswer>), ApiError> {
+    let req: ProofsRequest = decode_json(bytes)?;
+    assignment_name("assignment", &req.assignment)?;
+    if req.answers.is_empty() || req.answers.len() > MAX_CHALLENGES as usize {
+        return Err(ApiError::invalid(
+            "answers",
+            format!("must hold 1 to {MAX_CHALLENGES} answers"),
+        ));
+    }
+    let mut out = Vec::with_capacity(req.answers.len());
+    for (i, a) in req.answers.iter().enumerate() {
+        let values = decode_row(&a.values)
+            .filter(|v| !v.is_empty() && v.len() <= crate::api::task::MAX_DIMENSION as usize)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    &format!("answers[{i}].values"),
+                    "must be base64 of 1 to 8192 little-endian int32 values",
+                )
+            })?;
+        out.push(RowAnswer {
+            at: RowRef {
+                product: a.product,
+                row: a.row,
+            },
+            values,
+            row_proof: hashes(&format!("answers[{i}].rowProof"), &a.row_proof)?,
+            product_proof: hashes(&format!("answers[{i}].productProof"), &a.product_proof)?,
+        });
+    }
+    Ok((req, out))
+}
+
+fn hashes(field: &str, list: &[String]) -> Result<Vec<Hash>, ApiError> {
+    if list.len() > MAX_PROOF_LEN {
+        return Err(ApiError::invalid(field, "has more than 64 siblings"));
+    }
+    list.iter()
+        .map(|h| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(h, &mut out)
+                .map_err(|_| ApiError::invalid(field, "siblings must be 64 hex characters"))?;
+            Ok(out)
+        })
+        .collect()
 }
 
 /// Checks an assignment name: a DNS-1123 name of at most 253 characters.

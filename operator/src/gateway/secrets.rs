@@ -14,6 +14,17 @@ pub const KEY_PREFIX: &str = "zgk_";
 /// Prefix of device tokens.
 pub const TOKEN_PREFIX: &str = "zdt_";
 
+/// 64 bits from the operating system's CSPRNG: challenge draws and Freivalds secrets,
+/// which a worker must not predict.
+pub fn random_u64() -> Result<u64, super::protocol::ApiError> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| {
+        tracing::error!(error = %e, "the operating system's random source failed");
+        super::protocol::ApiError::internal()
+    })?;
+    Ok(u64::from_le_bytes(b))
+}
+
 /// A new random secret with `prefix`, and its hash. The plaintext is shown once.
 pub fn generate(prefix: &str) -> Result<(String, String), getrandom::Error> {
     let mut bytes = [0u8; 32];

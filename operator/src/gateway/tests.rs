@@ -19,6 +19,7 @@ fn state(body_limit: usize) -> Arc<GatewayState> {
         rate_per_second: 1,
         burst: 2,
         body_limit,
+        proof_body_limit: 1024,
         lookup_rate: 1,
         lookup_burst: 2,
         max_connections: 16,
@@ -28,6 +29,10 @@ fn state(body_limit: usize) -> Arc<GatewayState> {
     let (keys, _) = kube::runtime::reflector::store();
     let (tokens, _) = kube::runtime::reflector::store();
     let (devices, _) = kube::runtime::reflector::store();
+    let verifier = Arc::new(crate::verifier::Verifier::new(
+        client.clone(),
+        &mut registry,
+    ));
     Arc::new(GatewayState::new(
         client,
         gw,
@@ -35,6 +40,7 @@ fn state(body_limit: usize) -> Arc<GatewayState> {
         tokens,
         devices,
         GatewayMetrics::new(&mut registry),
+        verifier,
     ))
 }
 

@@ -6,15 +6,22 @@
 //! fragment, each worth the slicer's cost of its fragment whatever the worker claims.
 
 use super::auth::Principal;
-use super::protocol::{self, ApiError, FragmentSpan, ResultsResponse, Work, WorkQuery};
+use super::protocol::{
+    self, ApiError, Check, FragmentChallenge, FragmentSpan, ResultsResponse, Work, WorkQuery,
+};
 use super::routes::caller;
 use super::{ClientAddr, GatewayState};
 use crate::api::ComputeTask;
+use crate::api::task::ComputeTaskSpec;
+use crate::devices::reputation::Outcome;
 use crate::labels;
 use crate::scheduler::slicer::{self, Slicing};
 use crate::tasks::assignment::{Assignment, ReportError, State};
 use crate::tasks::record;
 use crate::tasks::validate::{TaskRef, validate};
+use crate::verifier::Evidence;
+use crate::verify::challenge;
+use crate::verify::timing::{self, Timing};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State as AxState};
@@ -53,7 +60,7 @@ fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
 
 /// Whether `who` may act on assignment `name` holding `a`: an agent on its own device's
 /// assignments, a worker Pod on the one it was created for, by name and UID.
-fn allowed(who: &Principal, name: &str, a: &Assignment) -> bool {
+pub(super) fn allowed(who: &Principal, name: &str, a: &Assignment) -> bool {
     match who {
         Principal::Device(d) => *d == a.device,
         Principal::WorkerPod { pod, uid, .. } => {
@@ -62,15 +69,32 @@ fn allowed(who: &Principal, name: &str, a: &Assignment) -> bool {
     }
 }
 
-/// The assignment `name`, its ConfigMap's version (`None` while it is still recorded
-/// only on its worker Pod, whose UID it then takes), its task (read when `need_task`, or
-/// when its slicing is not cached yet) and its task's slicing; only a record that
-/// validates against its task is returned.
-async fn load(
-    state: &GatewayState,
-    name: &str,
-    need_task: bool,
-) -> Result<(Assignment, Option<String>, Option<ComputeTask>, Slicing)> {
+/// What the gateway keeps of a task: its slicing and its spec, both fixed for the task's
+/// UID (the spec's workload, fragments and verification are immutable).
+#[derive(Debug, Clone)]
+pub struct TaskFacts {
+    /// How the task is sliced.
+    pub slicing: Slicing,
+    /// Its spec as first read.
+    pub spec: Arc<ComputeTaskSpec>,
+}
+
+/// A loaded assignment record.
+pub(super) struct Loaded {
+    /// The record.
+    pub a: Assignment,
+    /// Its ConfigMap's version; `None` while it is still recorded only on its worker Pod
+    /// (whose UID it then takes).
+    pub version: Option<String>,
+    /// The task, when it was read.
+    pub task: Option<ComputeTask>,
+    /// The task's facts.
+    pub facts: Arc<TaskFacts>,
+}
+
+/// The assignment `name`, with its task (read when `need_task`, or when its facts are
+/// not cached yet); only a record that validates against its task is returned.
+pub(super) async fn load(state: &GatewayState, name: &str, need_task: bool) -> Result<Loaded> {
     let cms: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
     let (a, version) = match cms
         .get_opt(name)
@@ -92,15 +116,15 @@ async fn load(
             (a, None)
         }
     };
-    // A result report needs only the slicing, which a task's UID fixes: one read of the
+    // A result report needs only the task's facts, which its UID fixes: one read of the
     // task per task, not one per report.
     let cached = state
-        .slicings
+        .tasks
         .lock()
         .ok()
-        .and_then(|c| c.get(&a.task_uid).copied());
-    let (task, slicing) = match cached {
-        Some(s) if !need_task => (None, s),
+        .and_then(|c| c.get(&a.task_uid).cloned());
+    let (task, facts) = match cached {
+        Some(f) if !need_task => (None, f),
         _ => {
             let task = Api::<ComputeTask>::namespaced(state.client.clone(), &a.task_namespace)
                 .get_opt(&a.task)
@@ -108,41 +132,76 @@ async fn load(
                 .map_err(|e| internal("reading a task", e))?
                 .filter(|t| t.uid().as_deref() == Some(a.task_uid.as_str()))
                 .ok_or_else(|| gone("the task is gone"))?;
-            let slicing = slicing_of(state, &task)?;
-            (Some(task), slicing)
+            let facts = facts_of(state, &task)?;
+            (Some(task), facts)
         }
     };
     let of = TaskRef {
         namespace: &a.task_namespace,
         name: &a.task,
         uid: &a.task_uid,
-        slicing: &slicing,
+        slicing: &facts.slicing,
     };
     let known = |d: &str| state.devices.get(&ObjectRef::new(d)).is_some();
     if let Err(e) = validate(&a, name, &of, known) {
         tracing::warn!(assignment = name, error = %e, "refusing an invalid assignment record");
         return Err(not_found());
     }
-    Ok((a, version, task, slicing))
+    Ok(Loaded {
+        a,
+        version,
+        task,
+        facts,
+    })
 }
 
-/// The task's slicing, from a bounded cache (a task's spec, and so its slicing, never
-/// changes under the same UID's work).
-fn slicing_of(state: &GatewayState, task: &ComputeTask) -> Result<Slicing> {
+/// The task's facts, from a bounded cache.
+fn facts_of(state: &GatewayState, task: &ComputeTask) -> Result<Arc<TaskFacts>> {
     let uid = task.uid().unwrap_or_default();
-    if let Ok(cache) = state.slicings.lock()
-        && let Some(s) = cache.get(&uid)
+    if let Ok(cache) = state.tasks.lock()
+        && let Some(f) = cache.get(&uid)
     {
-        return Ok(*s);
+        return Ok(f.clone());
     }
-    let s = slicer::slice(&task.spec).map_err(|_| gone("the task cannot be sliced"))?;
-    if let Ok(mut cache) = state.slicings.lock() {
+    let slicing = slicer::slice(&task.spec).map_err(|_| gone("the task cannot be sliced"))?;
+    let mut spec = task.spec.clone();
+    spec.cancel = false;
+    let f = Arc::new(TaskFacts {
+        slicing,
+        spec: Arc::new(spec),
+    });
+    if let Ok(mut cache) = state.tasks.lock() {
         if cache.len() >= 4096 {
             cache.clear();
         }
-        cache.insert(uid, s);
+        cache.insert(uid, f.clone());
     }
-    Ok(s)
+    Ok(f)
+}
+
+/// Writes record `a` back: replaced at `version`, or created when it was known only
+/// from its Pod. `Ok(false)` means someone wrote it meanwhile (reload and retry).
+pub(super) async fn write(
+    state: &GatewayState,
+    name: &str,
+    version: Option<String>,
+    a: &Assignment,
+) -> Result<bool> {
+    let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
+    let mut cm = record::to_config_map(&state.config.namespace, a)
+        .map_err(|e| internal("encoding an assignment", e))?;
+    let written = match version {
+        Some(v) => {
+            cm.metadata.resource_version = Some(v);
+            api.replace(name, &PostParams::default(), &cm).await
+        }
+        None => api.create(&PostParams::default(), &cm).await,
+    };
+    match written {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(internal("recording results", e)),
+    }
 }
 
 /// The next live assignment of an agent's device.
@@ -190,10 +249,11 @@ pub async fn work(
         },
         (None, Principal::WorkerPod { pod, .. }) => pod.clone(),
     };
-    let (a, _, task, slicing) = load(&state, &name, true).await?;
+    let Loaded { a, task, facts, .. } = load(&state, &name, true).await?;
     let Some(task) = task else {
         return Err(ApiError::internal());
     };
+    let slicing = facts.slicing;
     if !allowed(&who, &name, &a) {
         return Err(not_found());
     }
@@ -223,7 +283,11 @@ pub async fn work(
 }
 
 /// `POST /v1/results`: records fragment results; identical resubmissions are accepted
-/// and change nothing, a different result for a completed fragment is a conflict.
+/// and change nothing, a different result for a completed fragment is a conflict. A
+/// result of a challenged kind is recorded with its challenge, drawn from the operating
+/// system's CSPRNG in the same write, so the worker learns the rows only after its
+/// commitment is on record. Each result is timed on the operator's clock against the
+/// device's benchmark.
 pub async fn results(
     AxState(state): AxState<Arc<GatewayState>>,
     Extension(ClientAddr(addr)): Extension<ClientAddr>,
@@ -232,39 +296,86 @@ pub async fn results(
 ) -> Result<Json<ResultsResponse>> {
     let req = protocol::decode_results(&super::routes::body(raw)?)?;
     let who = caller(&state, &headers, addr).await?;
-    let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
     // Optimistic concurrency: the task controller may mark the assignment lost meanwhile.
     for _ in 0..5 {
-        let (mut a, version, _, slicing) = load(&state, &req.assignment, false).await?;
+        let Loaded {
+            mut a,
+            version,
+            facts,
+            ..
+        } = load(&state, &req.assignment, false).await?;
         if !allowed(&who, &req.assignment, &a) {
+            state.verifier.refused("ForeignCredentials");
+            tracing::warn!(assignment = %req.assignment, caller = ?who, "a result under another device's or pod's credentials");
             return Err(not_found());
         }
         let now = Timestamp::now().as_millisecond();
+        let benchmark = device_score(&state, &a.device);
         let mut accepted = 0;
         let mut mismatches = 0u32;
+        let mut challenges = Vec::new();
+        let mut timings = Vec::new();
         for r in &req.results {
             // The worker's figure is only a claim: a fragment is worth what the slicer
             // says it costs.
             let mut r = r.clone();
-            let cost = slicing.weight(r.fragment);
+            let cost = facts.slicing.weight(r.fragment);
             let claimed = std::mem::replace(&mut r.work_units, cost);
-            match a.record(r, now) {
+            r.received_ms = now;
+            let since = a.standing().map(|x| x.received_ms).max();
+            match a.record(r.clone(), now) {
                 Ok(true) => {
                     accepted += 1;
                     if claimed != cost {
                         mismatches += 1;
                     }
+                    let ops = facts.slicing.ops_of(r.fragment);
+                    let measured = now - since.filter(|t| *t > 0).unwrap_or(a.created_ms);
+                    let t = timing::judge(ops, benchmark, measured.max(0) as u64, since.is_none());
+                    if t != Timing::Plausible {
+                        timings.push((r.fragment, t));
+                    }
+                    if let Some(f) = challenge::fragment(&facts.spec, &facts.slicing, r.fragment) {
+                        let rows = challenge::rows(&facts.spec, &f, super::secrets::random_u64()?);
+                        a.judge(
+                            r.fragment,
+                            Check::Challenged {
+                                rows: rows.clone(),
+                                at_ms: now,
+                            },
+                        );
+                        challenges.push(FragmentChallenge {
+                            fragment: r.fragment,
+                            rows,
+                        });
+                    }
                 }
-                Ok(false) => {}
+                Ok(false) => {
+                    // A retry of a recorded result gets its challenge again.
+                    if let Some(Check::Challenged { rows, .. }) =
+                        a.result(r.fragment).and_then(|x| x.check.clone())
+                    {
+                        challenges.push(FragmentChallenge {
+                            fragment: r.fragment,
+                            rows,
+                        });
+                    }
+                }
                 Err(ReportError::Closed(s)) => {
+                    state.verifier.refused("Late");
                     return Err(gone(format!("the assignment is {s:?}")));
                 }
                 Err(e @ ReportError::Conflicting(_)) => {
+                    state.verifier.refused("Conflicting");
                     return Err(ApiError {
                         status: 409,
                         reason: "ConflictingResult",
                         message: e.to_string(),
                     });
+                }
+                Err(e @ ReportError::OutOfRange(_)) => {
+                    state.verifier.refused("OtherFragment");
+                    return Err(ApiError::invalid("results", e));
                 }
                 Err(e) => return Err(ApiError::invalid("results", e)),
             }
@@ -275,21 +386,11 @@ pub async fn results(
             return Ok(Json(ResultsResponse {
                 accepted,
                 completed,
+                challenges,
             }));
         }
-        let mut cm = record::to_config_map(&state.config.namespace, &a)
-            .map_err(|e| internal("encoding an assignment", e))?;
-        // An assignment recorded only on its Pod gets its ConfigMap with the first result.
-        let written = match version {
-            Some(v) => {
-                cm.metadata.resource_version = Some(v);
-                api.replace(&req.assignment, &PostParams::default(), &cm)
-                    .await
-            }
-            None => api.create(&PostParams::default(), &cm).await,
-        };
-        match written {
-            Ok(_) => {
+        if write(&state, &req.assignment, version, &a).await? {
+            {
                 state.metrics.results.inc_by(u64::from(accepted));
                 state
                     .metrics
@@ -298,18 +399,74 @@ pub async fn results(
                 if mismatches > 0 {
                     tracing::warn!(assignment = %req.assignment, mismatches, "a worker claimed work units other than the slicer's cost");
                 }
+                for (fragment, t) in timings {
+                    let evidence = timing_evidence(&a, fragment, t);
+                    state
+                        .verifier
+                        .outcome(&a.device, Outcome::Timing(t), &evidence)
+                        .await;
+                }
                 return Ok(Json(ResultsResponse {
                     accepted,
                     completed,
+                    challenges,
                 }));
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => continue,
-            Err(e) => return Err(internal("recording results", e)),
         }
     }
-    Err(ApiError {
+    Err(busy())
+}
+
+/// The answer when a record changed under every retry.
+pub(super) fn busy() -> ApiError {
+    ApiError {
         status: 503,
         reason: "Busy",
         message: "the assignment changed repeatedly; retry".into(),
-    })
+    }
+}
+
+/// The device's benchmark score (GOP/s), 0 when it has none.
+fn device_score(state: &GatewayState, device: &str) -> u64 {
+    state
+        .devices
+        .get(&ObjectRef::new(device))
+        .and_then(|d| d.status.as_ref()?.benchmark.as_ref().map(|b| b.score))
+        .unwrap_or(0)
+}
+
+/// The evidence of an abnormal report-back time.
+fn timing_evidence(a: &Assignment, fragment: u32, t: Timing) -> Evidence {
+    let (reason, measured, expected, bound) = match t {
+        Timing::TooFast {
+            measured_ms,
+            expected_ms,
+        } => (
+            "TooFast",
+            measured_ms,
+            expected_ms,
+            format!("at least {} ms", expected_ms / timing::FAST_FACTOR),
+        ),
+        Timing::TooSlow {
+            measured_ms,
+            expected_ms,
+        } => (
+            "TooSlow",
+            measured_ms,
+            expected_ms,
+            format!(
+                "at most {} ms",
+                expected_ms * timing::SLOW_FACTOR + timing::SLOW_SLACK_MS
+            ),
+        ),
+        Timing::Plausible => ("Plausible", 0, 0, String::new()),
+    };
+    Evidence {
+        task: format!("{}/{}", a.task_namespace, a.task),
+        fragment,
+        reason: reason.into(),
+        detail: format!(
+            "expected {bound} (the benchmark's time is {expected} ms), received the result after {measured} ms"
+        ),
+    }
 }

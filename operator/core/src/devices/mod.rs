@@ -7,3 +7,4 @@ pub mod online;
 pub mod phase;
 pub mod plausibility;
 pub mod quantity;
+pub mod reputation;

@@ -1,6 +1,7 @@
 //! Device phase transitions: what phase the facts put a device in, and when to look
 //! again. Pure; times are Unix seconds.
 
+use super::reputation::Standing;
 use crate::api::DevicePhase;
 
 /// Where a device comes from, as far as liveness is concerned.
@@ -32,6 +33,8 @@ pub struct Facts {
     pub liveness: Liveness,
     /// `Some(false)` when the last benchmark or fingerprint was implausible.
     pub plausible: Option<bool>,
+    /// Where verification outcomes put the device (`devices::reputation`).
+    pub standing: Standing,
     /// Now, Unix seconds.
     pub now: i64,
     /// Seconds without a heartbeat before an agent is Offline.
@@ -48,7 +51,10 @@ pub fn next_phase(f: &Facts) -> (DevicePhase, Option<i64>) {
         | Liveness::Agent { retired: true, .. } => {
             return (DevicePhase::Retired, None);
         }
-        _ if f.plausible == Some(false) => return (DevicePhase::Quarantined, None),
+        _ if f.standing == Standing::Retired => return (DevicePhase::Retired, None),
+        _ if f.plausible == Some(false) || f.standing == Standing::Quarantined => {
+            return (DevicePhase::Quarantined, None);
+        }
         _ => {}
     }
     match f.liveness {
@@ -93,6 +99,7 @@ mod tests {
                 onboarded,
             },
             plausible: None,
+            standing: Standing::Good,
             now: 1000,
             grace: 30,
         }
@@ -105,6 +112,7 @@ mod tests {
                 retired: false,
             },
             plausible: None,
+            standing: Standing::Good,
             now: 1000,
             grace: 30,
         }

@@ -309,6 +309,12 @@ impl Slicing {
         self.start(end) - self.start(start)
     }
 
+    /// Nominal operations of fragment `i` (0 past the last), saturating.
+    pub fn ops_of(&self, i: u32) -> u64 {
+        self.items_in(i..i.saturating_add(1))
+            .saturating_mul(self.ops_per_item)
+    }
+
     /// The weight of fragment `i` in work units: its items' nominal operations over
     /// [`OPS_PER_WORK_UNIT`], rounded up, and at least 1 for any fragment, so nothing is
     /// ever free to place. 0 past the last fragment.
@@ -455,7 +461,7 @@ mod tests {
             (1, Some(u32::MAX), None),
             (1, None, Some(u64::MAX)),
         ] {
-            let spec = TaskBuilder::proof(16384, items)
+            let spec = TaskBuilder::proof(8192, items)
                 .granularity(count, size)
                 .spec();
             if let Ok(s) = slice(&spec) {
@@ -503,7 +509,7 @@ mod tests {
         let s = slice(&TaskBuilder::proof(1024, 1000).count(1).spec()).unwrap();
         assert_eq!(s.weight(0), 2148);
         assert!(!s.is_heavy(0, HEAVY_WORK_UNITS));
-        let big = slice(&TaskBuilder::proof(16384, 10).count(1).spec()).unwrap();
+        let big = slice(&TaskBuilder::proof(8192, 10).count(1).spec()).unwrap();
         assert!(big.is_heavy(0, HEAVY_WORK_UNITS));
         // A tiny fragment still weighs one unit.
         let tiny = slice(&TaskBuilder::bytes(10).count(10).spec()).unwrap();

@@ -1,9 +1,11 @@
 //! Assignments: one device and a contiguous batch of a task's fragments, the unit the
 //! operator persists, a worker pulls and reports on. This module owns the record and
 //! its state machine; it guarantees a fragment is completed at most once, however often
-//! a result is (re)submitted. Pure; times are Unix milliseconds.
+//! a result is (re)submitted, and holds each result's verification ([`Check`]): a
+//! rejected result stays on record as evidence but no longer counts, so its fragment is
+//! executed again elsewhere. Pure; times are Unix milliseconds.
 
-pub use crate::api::protocol::FragmentResult;
+pub use crate::api::protocol::{ChallengedRow, Check, FragmentResult};
 use crate::api::task_status::{DeviceContribution, FragmentCounts};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -93,14 +95,16 @@ impl Assignment {
 
     /// Records a fragment's result. Resubmitting an identical result is accepted and
     /// changes nothing (workers retry on network errors); a different one is refused.
-    /// Returns whether the result was new.
-    pub fn record(&mut self, r: FragmentResult, now_ms: i64) -> Result<bool, ReportError> {
+    /// Returns whether the result was new. The worker's own `check` is dropped: only
+    /// the operator sets one.
+    pub fn record(&mut self, mut r: FragmentResult, now_ms: i64) -> Result<bool, ReportError> {
         if !(self.start..self.end).contains(&r.fragment) {
             return Err(ReportError::OutOfRange(r.fragment));
         }
         if !super::validate::is_digest(&r.digest) {
             return Err(ReportError::BadDigest(r.fragment));
         }
+        r.check = None;
         match self
             .results
             .binary_search_by_key(&r.fragment, |x| x.fragment)
@@ -113,12 +117,48 @@ impl Assignment {
             Err(i) => self.results.insert(i, r),
         }
         self.updated_ms = now_ms;
-        self.state = if self.results.len() as u32 == self.len() {
+        self.state = if self.standing().count() as u32 == self.len() {
             State::Completed
         } else {
             State::Running
         };
         Ok(true)
+    }
+
+    /// The result of `fragment`, if one was reported.
+    pub fn result(&self, fragment: u32) -> Option<&FragmentResult> {
+        self.results
+            .binary_search_by_key(&fragment, |x| x.fragment)
+            .ok()
+            .map(|i| &self.results[i])
+    }
+
+    /// Results that count: all but the rejected.
+    pub fn standing(&self) -> impl Iterator<Item = &FragmentResult> {
+        self.results.iter().filter(|r| !is_rejected(r))
+    }
+
+    /// Sets the verification of `fragment`'s result; `false` when there is no result
+    /// or it already has a verdict (each result is judged once).
+    pub fn judge(&mut self, fragment: u32, check: Check) -> bool {
+        let Ok(i) = self.results.binary_search_by_key(&fragment, |x| x.fragment) else {
+            return false;
+        };
+        let r = &mut self.results[i];
+        if matches!(
+            r.check,
+            Some(Check::Verified { .. } | Check::Rejected { .. })
+        ) {
+            return false;
+        }
+        if let Check::Rejected { at_ms, .. } = &check {
+            // A device caught once gets no more of this assignment: the rest of it is
+            // executed again elsewhere, with the rejected fragment.
+            self.state = State::Lost;
+            self.updated_ms = *at_ms;
+        }
+        r.check = Some(check);
+        true
     }
 
     /// Marks the assignment lost (device gone, pod failed). Results already recorded
@@ -130,9 +170,9 @@ impl Assignment {
         }
     }
 
-    /// Fragments without a result.
+    /// Fragments without a standing result.
     pub fn unfinished(&self) -> Vec<u32> {
-        let mut done = self.results.iter().map(|r| r.fragment).peekable();
+        let mut done = self.standing().map(|r| r.fragment).peekable();
         (self.start..self.end)
             .filter(|f| {
                 while done.peek().is_some_and(|d| d < f) {
@@ -144,32 +184,63 @@ impl Assignment {
     }
 }
 
+/// Whether a result was rejected.
+pub fn is_rejected(r: &FragmentResult) -> bool {
+    matches!(r.check, Some(Check::Rejected { .. }))
+}
+
+/// Whether a result counts as verified work: it passed verification, or its kind has
+/// no proof (`check` is `None`; counted apart as unverified).
+pub fn is_paid(r: &FragmentResult) -> bool {
+    matches!(r.check, None | Some(Check::Verified { .. }))
+}
+
 /// Fragment counts of a task from its assignments. A fragment counts once: completed if
-/// any assignment holds its result, else running if a live assignment holds it, else
-/// pending. `failed` is supplied by the caller (fragments past their retry limit).
+/// any assignment holds a standing result for it, else running if a live assignment
+/// holds it, else pending. Of the completed, `verified` passed verification and
+/// `unverified` have no proof; `rejected` counts rejected results. `failed` is supplied
+/// by the caller (fragments past their retry limit).
 pub fn counts(total: u32, assignments: &[Assignment], failed: u32) -> FragmentCounts {
-    let mut completed = std::collections::BTreeSet::new();
-    let mut running = std::collections::BTreeSet::new();
+    use std::collections::BTreeSet;
+    let (mut completed, mut verified, mut unverified) =
+        (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let mut running = BTreeSet::new();
+    let mut rejected = 0u32;
     for a in assignments {
-        completed.extend(a.results.iter().map(|r| r.fragment));
+        for r in &a.results {
+            match r.check {
+                Some(Check::Rejected { .. }) => rejected = rejected.saturating_add(1),
+                Some(Check::Verified { .. }) => {
+                    verified.insert(r.fragment);
+                }
+                None => {
+                    unverified.insert(r.fragment);
+                }
+                Some(Check::Challenged { .. }) => {}
+            }
+        }
+        completed.extend(a.standing().map(|r| r.fragment));
         if matches!(a.state, State::Pending | State::Running) {
             running.extend(a.start..a.end);
         }
     }
     let running = running.difference(&completed).count() as u32;
+    let unverified = unverified.difference(&verified).count() as u32;
     let completed = completed.len() as u32;
     FragmentCounts {
         total,
         pending: total.saturating_sub(completed + running + failed),
         running,
         completed,
-        verified: 0,
-        rejected: 0,
+        verified: verified.len() as u32,
+        rejected,
+        unverified,
         failed,
     }
 }
 
-/// Per-device contribution rows from assignments (unbounded; see `summary`).
+/// Per-device contribution rows from assignments (unbounded; see `summary`): verified
+/// (or proof-less) results earn fragments and work units, rejected ones are counted.
 pub fn contributions(assignments: &[Assignment]) -> Vec<DeviceContribution> {
     let mut by_device: BTreeMap<&str, DeviceContribution> = BTreeMap::new();
     for a in assignments {
@@ -179,9 +250,13 @@ pub fn contributions(assignments: &[Assignment]) -> Vec<DeviceContribution> {
                 device: a.device.clone(),
                 ..Default::default()
             });
-        row.fragments = row.fragments.saturating_add(a.results.len() as u64);
         for r in &a.results {
-            row.work_units = row.work_units.saturating_add(r.work_units);
+            if is_paid(r) {
+                row.fragments = row.fragments.saturating_add(1);
+                row.work_units = row.work_units.saturating_add(r.work_units);
+            } else if is_rejected(r) {
+                row.rejected = row.rejected.saturating_add(1);
+            }
         }
     }
     by_device.into_values().collect()
@@ -215,6 +290,8 @@ mod tests {
             digest: digest_byte.to_string().repeat(64),
             work_units: 10,
             elapsed_ms: 5,
+            received_ms: 0,
+            check: None,
         }
     }
 

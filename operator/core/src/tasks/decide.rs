@@ -4,7 +4,7 @@
 //! only observes (its records, their devices and Pods, the loop's last word on the task)
 //! and writes what this returns.
 
-use super::assignment::{self, Assignment, State};
+use super::assignment::{self, Assignment, Check, State};
 use super::lifecycle::{Facts, Limits, Reason, next_phase};
 use super::plan::{plan, result_digest};
 use super::summary;
@@ -86,8 +86,12 @@ pub struct Ended {
 /// What to write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
-    /// Records to mark lost (indices into [`Observed::records`]), and why.
-    pub lost: Vec<(usize, &'static str)>,
+    /// Records to write back lost (indices into [`Observed::records`]), why, and the
+    /// record as it must be written (a challenge that timed out also rejects its result).
+    pub lost: Vec<(usize, &'static str, Assignment)>,
+    /// Results rejected now because their challenges went unanswered: record index,
+    /// fragment, and the evidence (for the device's reputation and an Event).
+    pub timed_out: Vec<(usize, u32, String)>,
     /// The status to apply.
     pub status: ComputeTaskStatus,
     /// Units waiting for a device, for the scheduler loop; empty once nothing waits.
@@ -133,7 +137,29 @@ pub fn decide(o: &Observed<'_>) -> Decision {
     let cancelled = o.cancel || status.phase.is_terminal();
     let mut records = o.records.to_vec();
     let mut lost = Vec::new();
+    let mut timed_out = Vec::new();
     for (i, a) in records.iter_mut().enumerate() {
+        // A task that ended wants no more answers: nobody is penalized for its challenges.
+        let expired = if cancelled {
+            Vec::new()
+        } else {
+            crate::verify::challenge::expired(a, now)
+        };
+        for (fragment, detail) in &expired {
+            a.judge(
+                *fragment,
+                Check::Rejected {
+                    reason: "ChallengeTimeout".into(),
+                    detail: detail.clone(),
+                    at_ms: now,
+                },
+            );
+        }
+        if !expired.is_empty() {
+            lost.push((i, "ChallengeTimeout", a.clone()));
+            timed_out.extend(expired.into_iter().map(|(f, d)| (i, f, d)));
+            continue;
+        }
         if !matches!(a.state, State::Pending | State::Running) {
             continue;
         }
@@ -144,7 +170,7 @@ pub fn decide(o: &Observed<'_>) -> Decision {
         };
         if let Some(why) = why {
             a.lose(now);
-            lost.push((i, why));
+            lost.push((i, why, a.clone()));
         }
     }
     let plan = plan(o.slicing, &records, o.batch, o.retry);
@@ -195,7 +221,10 @@ pub fn decide(o: &Observed<'_>) -> Decision {
         })
         .map(|c| c.last_transition_time.0.as_second());
     let mut counts = plan.counts.clone();
-    counts.verified = counts.completed;
+    let checked = assignment::counts(counts.total, &records, 0);
+    counts.verified = checked.verified;
+    counts.unverified = checked.unverified;
+    counts.rejected = checked.rejected;
     let (phase, reason) = next_phase(
         &Facts {
             phase: status.phase,
@@ -240,7 +269,7 @@ pub fn decide(o: &Observed<'_>) -> Decision {
                 .iter()
                 .find(|c| c.type_ == conditions::SCHEDULED)
                 .map_or_else(String::new, |c| c.message.clone()),
-            _ => format!("{} of {} fragments verified", counts.verified, counts.total),
+            _ => summary::verification(&counts),
         };
         let ready = if phase == TaskPhase::Completed {
             "True"
@@ -289,6 +318,7 @@ pub fn decide(o: &Observed<'_>) -> Decision {
     };
     Decision {
         lost,
+        timed_out,
         status: next,
         waiting,
         ended,

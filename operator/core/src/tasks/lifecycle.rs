@@ -116,7 +116,7 @@ pub fn next_phase(f: &Facts, limits: &Limits) -> (TaskPhase, Reason) {
     {
         return (TaskPhase::Failed, Reason::NoEligibleDevice);
     }
-    if c.total > 0 && c.verified + c.failed >= c.total {
+    if c.total > 0 && c.verified + c.unverified + c.failed >= c.total {
         return (TaskPhase::Completed, Reason::AllFragmentsVerified);
     }
     if c.total > 0 && c.completed + c.failed >= c.total {
@@ -166,6 +166,7 @@ mod tests {
             completed,
             verified,
             rejected: 0,
+            unverified: 0,
             failed,
         }
     }

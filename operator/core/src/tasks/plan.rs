@@ -12,7 +12,7 @@ use crate::scheduler::slicer::Slicing;
 /// What a task's assignments imply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskPlan {
-    /// Fragment counts (verified is filled by the caller's verification policy).
+    /// Fragment counts (verification's share is filled by the caller, from the records).
     pub counts: FragmentCounts,
     /// Units waiting for a device, in fragment order, at most `batch` fragments each.
     pub waiting: Vec<Unit>,
@@ -38,7 +38,7 @@ pub fn plan(
         // (never a panic) on anything that slips through.
         let start = a.start.min(total) as usize;
         let range = start..(a.end.min(total) as usize).max(start);
-        for r in &a.results {
+        for r in a.standing() {
             if let Some(d) = done.get_mut(r.fragment as usize) {
                 *d = true;
             }
@@ -105,11 +105,11 @@ pub fn plan(
 }
 
 /// The task's result digest: a Merkle root over every fragment's digest in fragment
-/// order (the first recorded result of each), or `None` while a fragment lacks one.
+/// order (the first standing result of each), or `None` while a fragment lacks one.
 pub fn result_digest(total: u32, assignments: &[Assignment]) -> Option<String> {
     let mut leaves: Vec<Option<[u8; 32]>> = vec![None; total as usize];
     for a in assignments {
-        for r in &a.results {
+        for r in a.standing() {
             let slot = leaves.get_mut(r.fragment as usize)?;
             if slot.is_none() {
                 let mut h = [0u8; 32];
@@ -154,6 +154,8 @@ mod tests {
                 digest: "a".repeat(64),
                 work_units: 1,
                 elapsed_ms: 1,
+                received_ms: 0,
+                check: None,
             },
             2_000,
         )

@@ -1,5 +1,6 @@
 //! The aggregated parts of a task's status: the contribution table (bounded, so the
-//! status stays small at any fragment count) and the progress string.
+//! status stays small at any fragment count), the progress string and the verification
+//! message.
 
 use crate::api::task::MAX_CONTRIBUTION_ROWS;
 use crate::api::task_status::{DeviceContribution, FragmentCounts};
@@ -35,9 +36,28 @@ pub fn contributions(mut rows: Vec<DeviceContribution>) -> Vec<DeviceContributio
     rows
 }
 
-/// `verified/total`.
+/// `accepted/total`: fragments verified, or accepted without a proof for their kind.
 pub fn progress(c: &FragmentCounts) -> String {
-    format!("{}/{}", c.verified, c.total)
+    format!("{}/{}", c.verified.saturating_add(c.unverified), c.total)
+}
+
+/// The Ready condition's message: how many fragments verified, how many were accepted
+/// without a proof, and how many results failed verification.
+pub fn verification(c: &FragmentCounts) -> String {
+    let mut m = format!("{} of {} fragments verified", c.verified, c.total);
+    if c.unverified > 0 {
+        m += &format!(
+            ", {} accepted without verification (their kind has no proof yet)",
+            c.unverified
+        );
+    }
+    if c.rejected > 0 {
+        m += &format!(
+            ", {} results failed verification and were executed again",
+            c.rejected
+        );
+    }
+    m
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ fn finish(a: &mut Assignment, s: &Slicing) {
                 digest: "ab".repeat(32),
                 work_units: s.weight(f),
                 elapsed_ms: 1,
+                received_ms: 0,
+                check: None,
             },
             NOW,
         )
@@ -141,7 +143,7 @@ fn a_lost_device_loses_its_live_records_and_their_work_waits_again() {
     let gone = |a: &Assignment| (a.device == "gpu-2").then_some("DeviceLost");
     let status = ComputeTaskStatus::default();
     let d = decide(&observe(&status, &s, &records, &gone, None));
-    assert_eq!(d.lost, [(1, "DeviceLost")]);
+    assert_eq!(lost(&d), [(1, "DeviceLost")]);
     assert_eq!(d.status.fragments.completed, 2);
     assert_eq!(d.waiting.len(), 1);
     assert_eq!(d.waiting[0].fragments, 2..4);
@@ -174,7 +176,17 @@ fn a_cancel_ends_every_live_record_and_queues_nothing() {
     let mut o = observe(&status, &s, &records, &never, None);
     o.cancel = true;
     let d = decide(&o);
-    assert_eq!(d.lost, [(0, "TaskEnded"), (1, "TaskEnded")]);
+    assert_eq!(lost(&d), [(0, "TaskEnded"), (1, "TaskEnded")]);
     assert!(d.waiting.is_empty());
     assert_eq!(d.status.phase, TaskPhase::Cancelled);
+}
+
+fn lost(d: &Decision) -> Vec<(usize, &'static str)> {
+    d.lost
+        .iter()
+        .map(|(i, why, a)| {
+            assert_eq!(a.state, State::Lost);
+            (*i, *why)
+        })
+        .collect()
 }

@@ -43,6 +43,8 @@ fn result(s: &Slicing, fragment: u32) -> FragmentResult {
         digest: "ab".repeat(32),
         work_units: s.weight(fragment),
         elapsed_ms: 1,
+        received_ms: 0,
+        check: None,
     }
 }
 

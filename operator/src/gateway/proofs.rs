@@ -1,0 +1,179 @@
+//! `POST /v1/proofs`: a worker answers the challenges of a committed compute-proof
+//! result. The body is read only after the caller is authenticated (it may be megabytes),
+//! the answers are checked on a blocking thread against the recorded commitment with a
+//! fresh Freivalds secret (`zop_kernels::compute_proof::challenge::check`), and the
+//! verdict is written into the record before it moves the device's reputation. Each
+//! result is judged once: answering again returns the verdict on record.
+
+use super::protocol::{self, ApiError, Check, ErrorBody, ProofsResponse};
+use super::routes::caller;
+use super::work::{Loaded, allowed, busy, load, write};
+use super::{ClientAddr, GatewayState};
+use crate::devices::reputation::Outcome;
+use crate::tasks::assignment::Assignment;
+use crate::verifier::Evidence;
+use crate::verify::challenge;
+use axum::body::Body;
+use axum::extract::State as AxState;
+use axum::http::HeaderMap;
+use axum::{Extension, Json};
+use k8s_openapi::jiff::Timestamp;
+use std::sync::Arc;
+use std::time::Instant;
+use zop_kernels::compute_proof::challenge::{Failure, Fragment, RowAnswer, true_row};
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn answer(fragment: u32, check: &Check) -> Option<ProofsResponse> {
+    match check {
+        Check::Verified { .. } => Some(ProofsResponse {
+            fragment,
+            verified: true,
+            rejection: None,
+        }),
+        Check::Rejected { reason, detail, .. } => Some(ProofsResponse {
+            fragment,
+            verified: false,
+            rejection: Some(ErrorBody {
+                reason: reason.clone(),
+                message: detail.clone(),
+            }),
+        }),
+        Check::Challenged { .. } => None,
+    }
+}
+
+/// The handler; see the module docs.
+pub async fn proofs(
+    AxState(state): AxState<Arc<GatewayState>>,
+    Extension(ClientAddr(addr)): Extension<ClientAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ProofsResponse>> {
+    let who = caller(&state, &headers, addr).await?;
+    let bytes = axum::body::to_bytes(body, state.config.proof_body_limit)
+        .await
+        .map_err(|_| ApiError {
+            status: 413,
+            reason: "BodyTooLarge",
+            message: format!(
+                "answers are limited to {} bytes",
+                state.config.proof_body_limit
+            ),
+        })?;
+    let (req, answers) = protocol::decode_proofs(&bytes)?;
+    let answers = Arc::new(answers);
+    for _ in 0..5 {
+        let Loaded {
+            mut a,
+            version,
+            facts,
+            ..
+        } = load(&state, &req.assignment, false).await?;
+        if !allowed(&who, &req.assignment, &a) {
+            state.verifier.refused("ForeignCredentials");
+            return Err(ApiError {
+                status: 404,
+                reason: "AssignmentNotFound",
+                message: "no such assignment for this caller".into(),
+            });
+        }
+        let Some(result) = a.result(req.fragment) else {
+            return Err(ApiError::invalid("fragment", "has no result to prove"));
+        };
+        let (rows, digest) = match &result.check {
+            Some(Check::Challenged { rows, .. }) => (rows.clone(), result.digest.clone()),
+            Some(done) => {
+                return answer(req.fragment, done)
+                    .map(Json)
+                    .ok_or_else(ApiError::internal);
+            }
+            None => return Err(ApiError::invalid("fragment", "was not challenged")),
+        };
+        let f = challenge::fragment(&facts.spec, &facts.slicing, req.fragment)
+            .ok_or_else(ApiError::internal)?;
+        let mut root = [0u8; 32];
+        hex::decode_to_slice(&digest, &mut root).map_err(|_| ApiError::internal())?;
+        let secret = super::secrets::random_u64()?;
+        let (answers2, started) = (answers.clone(), Instant::now());
+        let checked = tokio::task::spawn_blocking(move || {
+            zop_kernels::compute_proof::challenge::check(
+                &f,
+                &root,
+                &challenge::refs(&rows),
+                &answers2,
+                secret,
+            )
+            .map_err(|e| (e.reason(), evidence(&f, &e, &answers2)))
+        })
+        .await
+        .map_err(|_| ApiError::internal())?;
+        state
+            .verifier
+            .metrics
+            .check_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let at_ms = Timestamp::now().as_millisecond();
+        let (check, outcome) = match &checked {
+            Ok(()) => (Check::Verified { at_ms }, Outcome::Verified),
+            Err((reason, detail)) => (
+                Check::Rejected {
+                    reason: (*reason).into(),
+                    detail: detail.clone(),
+                    at_ms,
+                },
+                Outcome::Rejected,
+            ),
+        };
+        a.judge(req.fragment, check.clone());
+        if !write(&state, &req.assignment, version, &a).await? {
+            continue;
+        }
+        let (reason, detail) = checked.clone().err().unwrap_or(("Verified", String::new()));
+        state
+            .verifier
+            .outcome(
+                &a.device,
+                outcome,
+                &evidence_of(&a, req.fragment, reason, detail),
+            )
+            .await;
+        return answer(req.fragment, &check)
+            .map(Json)
+            .ok_or_else(ApiError::internal);
+    }
+    Err(busy())
+}
+
+fn evidence_of(a: &Assignment, fragment: u32, reason: &str, detail: String) -> Evidence {
+    Evidence {
+        task: format!("{}/{}", a.task_namespace, a.task),
+        fragment,
+        reason: reason.into(),
+        detail,
+    }
+}
+
+/// What was expected and what was received, for a failed check.
+fn evidence(f: &Fragment, e: &Failure, answers: &[RowAnswer]) -> String {
+    let Failure::WrongRow(at) = e else {
+        return e.to_string();
+    };
+    let sent = answers.iter().find(|a| a.at == *at);
+    let truth = true_row(f, *at).ok();
+    let first = sent.zip(truth.as_ref()).and_then(|(s, t)| {
+        s.values
+            .iter()
+            .zip(t)
+            .enumerate()
+            .find(|(_, (x, y))| x != y)
+            .map(|(j, (x, y))| (j, *y, *x))
+    });
+    match first {
+        Some((j, expected, received)) => format!(
+            "{e}: expected C[{}, {j}] = {expected}, received {received}",
+            at.row
+        ),
+        None => e.to_string(),
+    }
+}
