@@ -71,7 +71,7 @@ pub async fn proofs(
             ..
         } = load(&state, &req.assignment, false).await?;
         if !allowed(&who, &req.assignment, &a) {
-            state.verifier.refused("ForeignCredentials");
+            super::work::foreign(&state, &who, &req.assignment, &a).await;
             return Err(ApiError {
                 status: 404,
                 reason: "AssignmentNotFound",
@@ -104,7 +104,7 @@ pub async fn proofs(
                 &answers2,
                 secret,
             )
-            .map_err(|e| (e.reason(), evidence(&f, &e, &answers2)))
+            .map_err(|e| (e.reason(), evidence(&f, &root, &e, &answers2)))
         })
         .await
         .map_err(|_| ApiError::internal())?;
@@ -155,25 +155,38 @@ fn evidence_of(a: &Assignment, fragment: u32, reason: &str, detail: String) -> E
 }
 
 /// What was expected and what was received, for a failed check.
-fn evidence(f: &Fragment, e: &Failure, answers: &[RowAnswer]) -> String {
-    let Failure::WrongRow(at) = e else {
-        return e.to_string();
-    };
-    let sent = answers.iter().find(|a| a.at == *at);
-    let truth = true_row(f, *at).ok();
-    let first = sent.zip(truth.as_ref()).and_then(|(s, t)| {
-        s.values
-            .iter()
-            .zip(t)
-            .enumerate()
-            .find(|(_, (x, y))| x != y)
-            .map(|(j, (x, y))| (j, *y, *x))
-    });
-    match first {
-        Some((j, expected, received)) => format!(
-            "{e}: expected C[{}, {j}] = {expected}, received {received}",
-            at.row
+fn evidence(f: &Fragment, root: &[u8; 32], e: &Failure, answers: &[RowAnswer]) -> String {
+    let root = hex::encode(root);
+    match e {
+        Failure::WrongRow(at) => {
+            let sent = answers.iter().find(|a| a.at == *at);
+            let truth = true_row(f, *at).ok();
+            let first = sent.zip(truth.as_ref()).and_then(|(s, t)| {
+                s.values
+                    .iter()
+                    .zip(t)
+                    .enumerate()
+                    .find(|(_, (x, y))| x != y)
+                    .map(|(j, (x, y))| (j, *y, *x))
+            });
+            match first {
+                Some((j, expected, received)) => format!(
+                    "{e}: expected C[{}, {j}] = {expected} in product {}, received {received}",
+                    at.row, at.product
+                ),
+                None => format!("{e}: expected the row of A·B, received another"),
+            }
+        }
+        Failure::NotCommitted(at) => format!(
+            "expected row {} of product {} with a proof into the committed root {root}, received a row and proof that lead elsewhere",
+            at.row, at.product
         ),
-        None => e.to_string(),
+        Failure::Unanswered(_) | Failure::Unchallenged(_) | Failure::Length { .. } => {
+            format!(
+                "expected one answer of {} values per challenged row, received otherwise: {e}",
+                f.n
+            )
+        }
+        Failure::Shape(_) => format!("expected a fragment the kernels can check: {e}"),
     }
 }

@@ -11,8 +11,8 @@ use super::protocol::{
 };
 use super::routes::caller;
 use super::{ClientAddr, GatewayState};
-use crate::api::ComputeTask;
 use crate::api::task::ComputeTaskSpec;
+use crate::api::{ComputeTask, DevicePhase};
 use crate::devices::reputation::Outcome;
 use crate::labels;
 use crate::scheduler::slicer::{self, Slicing};
@@ -204,6 +204,35 @@ pub(super) async fn write(
     }
 }
 
+/// Refuses a device that verification took out of work (Quarantined or Retired): it
+/// gets no assignment and reports no more results; its answers to challenges already
+/// drawn are still taken.
+fn in_good_standing(state: &GatewayState, device: &str) -> Result<()> {
+    let phase = state
+        .devices
+        .get(&ObjectRef::new(device))
+        .and_then(|d| d.status.as_ref().map(|s| s.phase));
+    match phase {
+        Some(p @ (DevicePhase::Quarantined | DevicePhase::Retired)) => {
+            state.verifier.refused("DeviceOutOfWork");
+            Err(ApiError {
+                status: 403,
+                reason: "DeviceOutOfWork",
+                message: format!("device {device} is {p:?} and takes no work"),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The caller's own device, for an agent, must be in good standing.
+fn caller_in_good_standing(state: &GatewayState, who: &Principal) -> Result<()> {
+    match who {
+        Principal::Device(d) => in_good_standing(state, d),
+        Principal::WorkerPod { .. } => Ok(()),
+    }
+}
+
 /// The next live assignment of an agent's device.
 async fn next_for_device(state: &GatewayState, device: &str) -> Result<Option<String>> {
     let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.namespace);
@@ -238,6 +267,7 @@ pub async fn work(
     Query(q): Query<WorkQuery>,
 ) -> Result<Response> {
     let who = caller(&state, &headers, addr).await?;
+    caller_in_good_standing(&state, &who)?;
     let name = match (&q.assignment, &who) {
         (Some(n), _) => {
             protocol::assignment_name("assignment", n)?;
@@ -257,6 +287,7 @@ pub async fn work(
     if !allowed(&who, &name, &a) {
         return Err(not_found());
     }
+    in_good_standing(&state, &a.device)?;
     if !matches!(a.state, State::Pending | State::Running) {
         return Err(gone(format!("the assignment is {:?}", a.state)));
     }
@@ -296,6 +327,7 @@ pub async fn results(
 ) -> Result<Json<ResultsResponse>> {
     let req = protocol::decode_results(&super::routes::body(raw)?)?;
     let who = caller(&state, &headers, addr).await?;
+    caller_in_good_standing(&state, &who)?;
     // Optimistic concurrency: the task controller may mark the assignment lost meanwhile.
     for _ in 0..5 {
         let Loaded {
@@ -305,10 +337,10 @@ pub async fn results(
             ..
         } = load(&state, &req.assignment, false).await?;
         if !allowed(&who, &req.assignment, &a) {
-            state.verifier.refused("ForeignCredentials");
-            tracing::warn!(assignment = %req.assignment, caller = ?who, "a result under another device's or pod's credentials");
+            foreign(&state, &who, &req.assignment, &a).await;
             return Err(not_found());
         }
+        in_good_standing(&state, &a.device)?;
         let now = Timestamp::now().as_millisecond();
         let benchmark = device_score(&state, &a.device);
         let mut accepted = 0;
@@ -415,6 +447,29 @@ pub async fn results(
         }
     }
     Err(busy())
+}
+
+/// A report on an assignment that is not the caller's: refused, counted, and for an
+/// agent's device (which only ever learns its own assignments' names) a failed
+/// verification with the evidence.
+pub(super) async fn foreign(state: &GatewayState, who: &Principal, name: &str, a: &Assignment) {
+    state.verifier.refused("ForeignCredentials");
+    tracing::warn!(assignment = name, caller = ?who, "a report under another device's or pod's credentials");
+    if let Principal::Device(d) = who {
+        let evidence = Evidence {
+            task: format!("{}/{}", a.task_namespace, a.task),
+            fragment: a.start,
+            reason: "ForeignAssignment".into(),
+            detail: format!(
+                "expected reports from device {}, received one on assignment {name} from device {d}",
+                a.device
+            ),
+        };
+        state
+            .verifier
+            .outcome(d, Outcome::Rejected, &evidence)
+            .await;
+    }
 }
 
 /// The answer when a record changed under every retry.

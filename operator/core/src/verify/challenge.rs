@@ -63,7 +63,7 @@ pub fn expired(a: &Assignment, now_ms: i64) -> Vec<(u32, String)> {
             Some(Check::Challenged { rows, at_ms }) if now_ms - at_ms > TIMEOUT_MS => Some((
                 r.fragment,
                 format!(
-                    "{} rows challenged at {} ms were not answered within {} s",
+                    "expected answers to {} rows challenged at {} ms within {} s, received none",
                     rows.len(),
                     at_ms,
                     TIMEOUT_MS / 1000

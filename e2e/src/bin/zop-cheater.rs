@@ -1,0 +1,328 @@
+//! A cheating agent, for the verification tests only: it joins with a Group Key like
+//! `zop-worker agent`, heartbeats, pulls its device's assignments and reports results
+//! that lie in the way `--mode` says. The shipped `zop-worker` has no cheating modes.
+//!
+//! Modes:
+//! - `random`: a random digest, and random rows with random proofs;
+//! - `copy`: the true result of another fragment (as another device computed it) and
+//!   that fragment's true answers;
+//! - `partial`: computes only the first half of each product's rows (the rest are left
+//!   zero), commits honestly to that, and answers from what it committed;
+//! - `replay`: its first result honestly, then that same old result, with its old
+//!   answers, for every later fragment;
+//! - `slow`: claims a faster GPU than it has (the benchmark of the model in
+//!   `--claim-model`), computes honestly on the CPU and sleeps `--sleep-ms` per fragment;
+//! - `foreign`: reports results on the assignment named in `--victim-file` (another
+//!   device's) under its own token.
+//!
+//! Every verdict it receives is printed as one line on stdout.
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+use zop_kernels::compute_proof::challenge::{Commitment, Fragment, RowRef};
+use zop_kernels::compute_proof::{self, cpu};
+use zop_kernels::fragment::{FragmentKind, hex};
+use zop_operator::api::device::{Benchmark, GpuInfo, Identification};
+use zop_operator::api::protocol::{
+    FragmentChallenge, FragmentResult, HeartbeatRequest, ProofsRequest, RegisterRequest,
+    ResultsRequest, RowProof, encode_row,
+};
+use zop_worker::client::{Bearer, GatewayClient, GatewayError};
+use zop_worker::execute;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Random,
+    Copy,
+    Partial,
+    Replay,
+    Slow,
+    Foreign,
+}
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long)]
+    gateway: String,
+    #[arg(long)]
+    ca_cert: PathBuf,
+    #[arg(long, env = "ZOP_GROUP_KEY")]
+    group_key: String,
+    #[arg(long)]
+    hostname: String,
+    #[arg(long, value_enum)]
+    mode: Mode,
+    /// The GPU model the device claims.
+    #[arg(long)]
+    claim_model: String,
+    /// The benchmark score (GOP/s) it claims.
+    #[arg(long, default_value_t = 20)]
+    claim_score: u64,
+    /// Sleep before each result (`slow`).
+    #[arg(long, default_value_t = 0)]
+    sleep_ms: u64,
+    /// File holding the name of another device's assignment (`foreign`).
+    #[arg(long)]
+    victim_file: Option<PathBuf>,
+}
+
+/// What a result and its answers are made of: the digest and the commitment (with the
+/// products it was computed from) the answers come from.
+#[derive(Clone)]
+struct Made {
+    digest: String,
+    commitment: Commitment,
+    products: Vec<Vec<i32>>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let ca = std::fs::read(&args.ca_cert).context("--ca-cert")?;
+    let client = GatewayClient::new(&args.gateway, &ca)?;
+    let identification = Identification {
+        device_type: "workstation".into(),
+        os: "linux".into(),
+        architecture: "amd64".into(),
+        cpu_cores: 2,
+        memory_mib: 4096,
+        gpus: vec![GpuInfo {
+            model: args.claim_model.clone(),
+            vram_mib: 24_576,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let reg = client
+        .register(
+            &args.group_key,
+            &RegisterRequest {
+                hostname: args.hostname.clone(),
+                identification,
+                benchmark: Some(Benchmark {
+                    score: args.claim_score,
+                    memory_bandwidth_mbps: 1000,
+                    fingerprint: zop_kernels::fingerprint::encode(&[1.0, 2.0, 0.5, 8.0]),
+                    measured_at: None,
+                }),
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("registering: {e}"))?;
+    println!("registered {}", reg.device);
+    let token = reg.token;
+    let beat_client = client.clone();
+    let beat_token = token.clone();
+    tokio::spawn(async move {
+        loop {
+            let beat = HeartbeatRequest {
+                load: 10,
+                running_fragments: 0,
+                benchmark: None,
+            };
+            let _ = beat_client.heartbeat(&beat_token, &beat).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    let mut old: Option<Made> = None;
+    loop {
+        if args.mode == Mode::Foreign {
+            foreign(&client, &token, &args).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let work = match client.work(Bearer::Token(&token), None).await {
+            Ok(Some(w)) => w,
+            Ok(None) | Err(_) => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+        };
+        let kind = execute::kind(&work.spec)?;
+        let FragmentKind::ComputeProof {
+            dimension,
+            products,
+            seed,
+        } = kind
+        else {
+            anyhow::bail!("only compute-proof tasks are cheated on");
+        };
+        for span in &work.fragments {
+            let f = Fragment {
+                seed,
+                n: dimension,
+                first: span.start,
+                count: (span.end - span.start) as u32,
+            };
+            let made = match args.mode {
+                Mode::Random => random(&f),
+                Mode::Copy => {
+                    // Another fragment's true result: the next one, or the previous.
+                    let len = span.end - span.start;
+                    let first = if span.end + len <= products {
+                        span.end
+                    } else {
+                        span.start.saturating_sub(len)
+                    };
+                    honest(&Fragment { first, ..f }, f.n as usize)
+                }
+                Mode::Partial => honest(&f, f.n as usize / 2),
+                Mode::Replay => match &old {
+                    Some(m) => m.clone(),
+                    None => honest(&f, f.n as usize),
+                },
+                Mode::Slow => {
+                    tokio::time::sleep(Duration::from_millis(args.sleep_ms)).await;
+                    honest(&f, f.n as usize)
+                }
+                Mode::Foreign => continue,
+            };
+            let req = ResultsRequest {
+                assignment: work.assignment.clone(),
+                results: vec![FragmentResult {
+                    fragment: span.index,
+                    digest: made.digest.clone(),
+                    work_units: 1,
+                    elapsed_ms: 1,
+                    received_ms: 0,
+                    check: None,
+                }],
+            };
+            let resp = match client.results(Bearer::Token(&token), &req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    println!("result {} refused: {e}", span.index);
+                    break;
+                }
+            };
+            for c in resp.challenges {
+                let verdict = client
+                    .proofs(Bearer::Token(&token), &answers(&work.assignment, &made, &c))
+                    .await;
+                println!("fragment {}: {verdict:?}", c.fragment);
+            }
+            if args.mode == Mode::Replay && old.is_none() {
+                old = Some(made);
+            }
+        }
+    }
+}
+
+/// The products of `f` with only their first `rows` rows computed, and the commitment
+/// to exactly that.
+fn honest(f: &Fragment, rows: usize) -> Made {
+    let n = f.n as usize;
+    let mut products = Vec::new();
+    let trees = (0..f.count)
+        .map(|p| {
+            let (a, b) = compute_proof::inputs(f.product_seed(p), n).expect("shape");
+            let mut c = cpu::matmul(&a, &b, n).expect("shape");
+            c[rows * n..].iter_mut().for_each(|v| *v = 0);
+            let t = compute_proof::commit(&c, n).expect("shape");
+            products.push(c);
+            t
+        })
+        .collect();
+    let commitment = Commitment::new(*f, trees);
+    Made {
+        digest: hex(&commitment.root()),
+        commitment,
+        products,
+    }
+}
+
+/// Nothing computed: random values everywhere.
+fn random(f: &Fragment) -> Made {
+    let n = f.n as usize;
+    let products: Vec<Vec<i32>> = (0..f.count)
+        .map(|p| {
+            let (a, _) = compute_proof::inputs(f.product_seed(p) ^ 0x5eed, n).expect("shape");
+            a.iter().map(|v| i32::from(*v) * 977).collect()
+        })
+        .collect();
+    let trees = products
+        .iter()
+        .map(|c| compute_proof::commit(c, n).expect("shape"))
+        .collect();
+    let commitment = Commitment::new(*f, trees);
+    let mut digest = [0u8; 32];
+    for (i, b) in digest.iter_mut().enumerate() {
+        *b = (f.first as u8).wrapping_mul(31).wrapping_add(i as u8 * 7);
+    }
+    Made {
+        digest: hex(&digest),
+        commitment,
+        products,
+    }
+}
+
+/// Answers from what was committed (the cheater's own products), with its proofs.
+fn answers(assignment: &str, m: &Made, c: &FragmentChallenge) -> ProofsRequest {
+    let n = m.commitment.fragment().n as usize;
+    let rows: Vec<RowRef> = c
+        .rows
+        .iter()
+        .map(|r| RowRef {
+            product: r.product,
+            row: r.row,
+        })
+        .collect();
+    // The honest prover supplies the proofs; the values are what this cheater committed.
+    let proved = m.commitment.answer(&rows).unwrap_or_default();
+    let answers = proved
+        .into_iter()
+        .map(|a| {
+            let p = a.at.product as usize;
+            let i = a.at.row as usize;
+            let values = m
+                .products
+                .get(p)
+                .map_or(a.values.clone(), |c| c[i * n..(i + 1) * n].to_vec());
+            RowProof {
+                product: a.at.product,
+                row: a.at.row,
+                values: encode_row(&values),
+                row_proof: a.row_proof.iter().map(hex).collect(),
+                product_proof: a.product_proof.iter().map(hex).collect(),
+            }
+        })
+        .collect();
+    ProofsRequest {
+        assignment: assignment.into(),
+        fragment: c.fragment,
+        answers,
+    }
+}
+
+/// Reports a made-up result on another device's assignment.
+async fn foreign(client: &GatewayClient, token: &str, args: &Args) {
+    let Some(victim) = args
+        .victim_file
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+    else {
+        return;
+    };
+    let req = ResultsRequest {
+        assignment: victim.clone(),
+        results: vec![FragmentResult {
+            fragment: 0,
+            digest: "ab".repeat(32),
+            work_units: 1,
+            elapsed_ms: 1,
+            received_ms: 0,
+            check: None,
+        }],
+    };
+    match client.results(Bearer::Token(token), &req).await {
+        Ok(r) => println!("foreign result on {victim} accepted: {r:?}"),
+        Err(GatewayError::Refused { status, reason, .. }) => {
+            println!("foreign result on {victim} refused: {status} {reason}")
+        }
+        Err(e) => println!("foreign result on {victim}: {e}"),
+    }
+}
