@@ -151,6 +151,8 @@ async fn tasks_place_run_complete_fail_cancel_and_reassign() {
         let s = done.status.clone().unwrap();
         assert_eq!(s.fragments.completed, fragments);
         assert_eq!(s.fragments.total, fragments);
+        // Every result answered its challenges: verified, none rejected.
+        assert_eq!((s.fragments.verified, s.fragments.rejected), (fragments, 0));
         assert_eq!(s.result.as_ref().map(|r| r.digest.len()), Some(64));
         assert!(!s.contributions.is_empty());
         let pods = pods_of(&client, &op_ns, &done.uid().unwrap()).await;

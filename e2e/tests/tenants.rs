@@ -469,11 +469,14 @@ async fn tenants_and_workers_cannot_forge_records_identity_or_work() {
     assert_eq!(status, 201, "{reg}");
     let agent_token = reg["token"].as_str().unwrap().to_string();
     let agent_device = reg["device"].as_str().unwrap().to_string();
+    // Its digests are not checked here (no challenges; `verification.rs` plays the
+    // cheaters whose results are): this is about the work units it claims.
     let cpu_spec = serde_json::json!({
         "type": "compute-proof",
         "computeProof": { "dimension": 64, "products": 4, "seed": 9 },
         "fragments": { "count": 2 },
         "requirements": { "deviceClass": "cpu" },
+        "verification": { "challenges": 0 },
     });
     wait_for(
         "the liar's Device Online",

@@ -1,0 +1,134 @@
+//! Benchmark of compute-proof verification (a benchmark, not a timed test), on this
+//! machine's CPU:
+//!
+//! 1. **Verifier cost**: for `n` = 1024, 4096 and 8192, the fragment's own compute (its
+//!    products on the CPU path, all cores), the operator's check of 66 challenged rows
+//!    (Freivalds and Merkle proofs), and the worker's answers (66 rows recomputed), each
+//!    as a fraction of the fragment. Also the same fractions by operation count.
+//! 2. **Detection**: the formula against a seeded simulation, per fragment (f = 10%,
+//!    k = 66) and across a 100-fragment task (f = 1%, at the default k = 66 and at the
+//!    fewest challenges that reach 99.9%).
+//! 3. **Overhead of a task** next to plain 2× replication (BOINC's fixed quorum of 2).
+//!
+//! Run with `cargo bench -p zop-core --bench verify` (`-- --quick` skips n = 8192).
+
+use std::time::Instant;
+use zop_core::verify::{
+    answer_ops, challenges_for, detection, fragment_ops, simulate, task_detection, verifier_ops,
+};
+use zop_kernels::compute_proof::challenge::{Commitment, Fragment, check, draw_rows};
+use zop_kernels::compute_proof::{self, cpu};
+
+const K: u32 = 66;
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    println!("verification benchmark on {threads} CPU threads");
+    println!("\n1. verifier cost per compute-proof fragment ({K} challenged rows)");
+    println!(
+        "{:>6} {:>8} {:>12} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10}",
+        "n",
+        "products",
+        "fragment s",
+        "verify ms",
+        "answer ms",
+        "verify %",
+        "answer %",
+        "ops v %",
+        "ops a %"
+    );
+    let sizes: &[(u32, u32)] = if quick {
+        &[(1024, 2), (4096, 1)]
+    } else {
+        &[(1024, 2), (4096, 1), (8192, 1)]
+    };
+    for &(n, products) in sizes {
+        let f = Fragment {
+            seed: 7,
+            n,
+            first: 0,
+            count: products,
+        };
+        let nn = n as usize;
+        let started = Instant::now();
+        let trees = (0..products)
+            .map(|p| {
+                let (a, b) = compute_proof::inputs(f.product_seed(p), nn).expect("shape");
+                let c = cpu::matmul_threads(&a, &b, nn, threads).expect("shape");
+                compute_proof::commit(&c, nn).expect("shape")
+            })
+            .collect();
+        let fragment_s = started.elapsed().as_secs_f64();
+        let commitment = Commitment::new(f, trees);
+        let rows = draw_rows(0x5eed, &f, K);
+        let started = Instant::now();
+        let answers = commitment.answer(&rows).expect("rows in range");
+        let answer_s = started.elapsed().as_secs_f64();
+        // The verifier's time, on one thread as the gateway spends it: best of three.
+        let verify_s = (0..3)
+            .map(|i| {
+                let started = Instant::now();
+                let verdict = check(&f, &commitment.root(), &rows, &answers, 99 + i);
+                assert_eq!(verdict, Ok(()), "an honest fragment must verify");
+                started.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        let distinct = u64::from(products.min(K));
+        let ops = fragment_ops(u64::from(n), u64::from(products)) as f64;
+        println!(
+            "{:>6} {:>8} {:>12.2} {:>12.1} {:>12.1} {:>9.3}% {:>9.2}% {:>9.3}% {:>9.2}%",
+            n,
+            products,
+            fragment_s,
+            verify_s * 1e3,
+            answer_s * 1e3,
+            100.0 * verify_s / fragment_s,
+            100.0 * answer_s / fragment_s,
+            100.0 * verifier_ops(u64::from(n), u64::from(rows.len() as u32), distinct) as f64 / ops,
+            100.0 * answer_ops(u64::from(n), rows.len() as u64) as f64 / ops,
+        );
+    }
+
+    println!("\n2. detection probability (formula | seeded simulation)");
+    let trials = 200_000;
+    let per_fragment = detection(0.10, K);
+    let simulated = simulate(1, trials, 1024 * 2, 0.10, K);
+    println!(
+        "   per fragment, f = 10%, k = {K}: {:.5} | {:.5} over {trials} fragments",
+        per_fragment, simulated
+    );
+    // The fewest challenges per fragment for 99.9% across 100 fragments: each fragment
+    // must catch with 1 − 0.001^(1/100).
+    let k_task = challenges_for(1.0 - 0.001f64.powf(1.0 / 100.0), 0.01).unwrap_or(K);
+    for k in [k_task, K] {
+        let formula = task_detection(0.01, k, 100);
+        // A task escapes only if every fragment does: simulate 100-fragment tasks.
+        let tasks = 20_000u32;
+        let caught = (0..tasks)
+            .filter(|t| {
+                (0..100u64).any(|i| simulate(u64::from(*t) * 1000 + i, 1, 2048, 0.01, k) > 0.0)
+            })
+            .count();
+        println!(
+            "   100-fragment task, f = 1%, k = {k}: {:.6} | {:.6} over {tasks} tasks",
+            formula,
+            caught as f64 / f64::from(tasks)
+        );
+    }
+
+    println!("\n3. verification overhead of a task, as extra compute over the task's own");
+    println!("   (challenges on every fragment; replication re-executes every fragment once more)");
+    for &(n, products) in sizes {
+        let ops = fragment_ops(u64::from(n), u64::from(products)) as f64;
+        let ours = (answer_ops(u64::from(n), u64::from(K))
+            + verifier_ops(u64::from(n), u64::from(K), u64::from(products.min(K))))
+            as f64
+            / ops;
+        println!(
+            "   n = {n:>5}, {products} products a fragment: challenges {:.2}% | 2x replication 100.00% ({:.0}x less)",
+            100.0 * ours,
+            1.0 / ours
+        );
+    }
+}
