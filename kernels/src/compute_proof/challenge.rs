@@ -12,13 +12,17 @@
 //!   the verifier, `C[i,:]·r == A[i,:]·(B·r)`. `B·r` costs `n²` once per challenged
 //!   product, each row `2n` after that, instead of the `n²` a recomputed row costs.
 //!
-//! Arithmetic is in `u64`, wrapping: a wrong row differs from the true one by a nonzero
-//! integer vector `d` with `|d_j| < 2³³`, and a uniform `r` in `Z/2⁶⁴` makes `d·r ≡ 0`
-//! with probability at most `2⁻³¹` (the lowest 2-adic valuation of `d`'s entries is at
-//! most 33).
+//! `r` is uniform in `[0, 2³¹)`. `B·r` is exact in `i64` (`|B·r| < 2⁷·2³¹·2¹³`), which lets
+//! the compiler use 32×32→64-bit vector multiplies; the two row sums are compared in
+//! `Z/2⁶⁴` (wrapping). A wrong row differs from the true one by a nonzero integer vector
+//! `d` with `|d_j| < 2³³`; pick `j` with the lowest 2-adic valuation `t ≤ 33` of `d_j`:
+//! whatever the other entries, `d·r ≡ 0 (mod 2⁶⁴)` fixes `r_j` modulo `2^(64−t) ≥ 2³¹`,
+//! which at most one value in `[0, 2³¹)` meets. A wrong row escapes with probability at
+//! most `2⁻³¹`.
 //!
 //! The worker keeps the row digests (one [`MerkleTree`] per product, `64·n` bytes) and
-//! recomputes a challenged row from the seed (`n²` multiply-adds), so it never holds `C`.
+//! recomputes a challenged row from the seed (`n²` multiply-adds, as rows of `B` scaled
+//! and added, which needs no transposed copy of `B`), so it never holds `C`.
 
 use super::{ShapeError, inputs, row_digest, square};
 use crate::merkle::{self, Hash, MerkleTree};
@@ -174,7 +178,7 @@ impl Commitment {
                 answers.push(RowAnswer {
                     at,
                     values: row_of_product(&a[i * n..(i + 1) * n], &b, n),
-                    row_proof: tree.prove(i).unwrap_or_default(),
+                    row_proof: tree.prove(at.row as usize).unwrap_or_default(),
                     product_proof: self.tree.prove(p as usize).unwrap_or_default(),
                 });
             }

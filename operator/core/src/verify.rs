@@ -87,20 +87,28 @@ pub fn challenges_for(goal: f64, f: f64) -> Option<u32> {
 /// one when f > 0) are corrupted at random, each challenged at `k` rows drawn uniformly
 /// with replacement; returns the share of trials in which a challenge hit a corrupted row.
 pub fn simulate(seed: u64, trials: u32, rows: u32, f: f64, k: u32) -> f64 {
+    simulate_tasks(seed, trials, 1, rows, f, k)
+}
+
+/// The same for tasks of `fragments` such fragments: the share of `trials` tasks in which
+/// some challenge of some fragment hit a corrupted row.
+pub fn simulate_tasks(seed: u64, trials: u32, fragments: u32, rows: u32, f: f64, k: u32) -> f64 {
     let rows = rows.max(1);
     let bad = ((f.clamp(0.0, 1.0) * f64::from(rows)).ceil() as u32).min(rows);
     if trials == 0 || bad == 0 {
         return 0.0;
     }
+    // Which rows are corrupted does not matter for uniform challenges, only how many;
+    // the first `bad` rows of a random relabelling are, so a challenge hits with
+    // probability bad / rows. Draw `i` is the hash of `i` under one spread key: a single
+    // reproducible stream, so no two challenges share a draw.
+    let key = mix(seed, 0x5eed_cafe);
     let mut draw = 0u64;
     let mut caught = 0u32;
     for _ in 0..trials {
-        // Which rows are corrupted does not matter for uniform challenges, only how many;
-        // the first `bad` rows of a random relabelling are, so a challenge hits with
-        // probability bad / rows. Draw `i` is the seeded hash of `i`: a reproducible stream.
-        let hit = (0..k).any(|_| {
+        let hit = (0..u64::from(fragments) * u64::from(k)).fold(false, |hit, _| {
             draw += 1;
-            mix(seed, draw) % u64::from(rows) < u64::from(bad)
+            hit | (mix(key, draw) % u64::from(rows) < u64::from(bad))
         });
         caught += u32::from(hit);
     }
@@ -150,5 +158,15 @@ mod tests {
             simulate(3, 1_000, 64, 0.2, 5),
             simulate(3, 1_000, 64, 0.2, 5)
         );
+    }
+
+    #[test]
+    fn the_task_simulation_agrees_with_the_formula() {
+        // f = 1% of 2048 rows is 21 bad rows: the exact rate is 21/2048 per challenge.
+        for k in [3, 7] {
+            let sim = simulate_tasks(5, 20_000, 100, 2048, 0.01, k);
+            let exact = task_detection(21.0 / 2048.0, k, 100);
+            assert!((sim - exact).abs() < 0.01, "k={k}: {sim} vs {exact}");
+        }
     }
 }

@@ -380,6 +380,69 @@ mod tests {
         );
     }
 
+    fn proofs(patch: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut v = json!({
+            "assignment": "zop-abc-0-0",
+            "fragment": 3,
+            "answers": [{
+                "product": 0, "row": 5,
+                "values": encode_row(&[1, -2, i32::MAX, i32::MIN]),
+                "rowProof": ["ab".repeat(32)],
+                "productProof": [],
+            }],
+        });
+        patch(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn answers_decode_into_the_kernels_form() {
+        let (req, answers) = decode_proofs(&proofs(|_| {})).unwrap();
+        assert_eq!(req.fragment, 3);
+        assert_eq!(answers[0].at, RowRef { product: 0, row: 5 });
+        assert_eq!(answers[0].values, [1, -2, i32::MAX, i32::MIN]);
+        assert_eq!(answers[0].row_proof, [[0xab; 32]]);
+    }
+
+    #[test]
+    fn bad_answers_are_named() {
+        type Patch = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let cases: Vec<(Patch, &str)> = vec![
+            (Box::new(|v| v["assignment"] = json!("A B")), "assignment"),
+            (Box::new(|v| v["answers"] = json!([])), "answers"),
+            (
+                Box::new(|v| v["answers"][0]["values"] = json!("not base64!")),
+                "answers[0].values",
+            ),
+            (
+                Box::new(|v| v["answers"][0]["values"] = json!("AAA=")),
+                "answers[0].values",
+            ),
+            (
+                Box::new(|v| v["answers"][0]["values"] = json!(encode_row(&vec![0; 8193]))),
+                "answers[0].values",
+            ),
+            (
+                Box::new(|v| v["answers"][0]["rowProof"] = json!(["zz"])),
+                "answers[0].rowProof",
+            ),
+            (
+                Box::new(|v| v["answers"][0]["productProof"] = json!(vec!["00".repeat(32); 65])),
+                "answers[0].productProof",
+            ),
+        ];
+        for (patch, field) in cases {
+            let err = decode_proofs(&proofs(patch)).unwrap_err();
+            assert_eq!((err.status, err.reason), (400, "InvalidRequest"));
+            assert_eq!(field_of(err), field);
+        }
+        let many = proofs(|v| {
+            let one = v["answers"][0].clone();
+            v["answers"] = json!(vec![one; MAX_CHALLENGES as usize + 1]);
+        });
+        assert_eq!(field_of(decode_proofs(&many).unwrap_err()), "answers");
+    }
+
     #[test]
     fn malformed_json_is_an_invalid_request() {
         let err = decode_register(b"{not json").unwrap_err();
@@ -392,6 +455,7 @@ mod tests {
             let _ = decode_register(&bytes);
             let _ = decode_heartbeat(&bytes);
             let _ = decode_results(&bytes);
+            let _ = decode_proofs(&bytes);
         }
 
         #[test]

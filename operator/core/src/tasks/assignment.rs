@@ -361,6 +361,71 @@ mod tests {
         assert_eq!((c.completed, c.running, c.failed, c.pending), (2, 2, 1, 5));
     }
 
+    fn verified(at_ms: i64) -> Check {
+        Check::Verified { at_ms }
+    }
+
+    fn rejected() -> Check {
+        Check::Rejected {
+            reason: "WrongRow".into(),
+            detail: "expected 1, received 2".into(),
+            at_ms: 9,
+        }
+    }
+
+    #[test]
+    fn a_rejected_result_loses_the_assignment_and_its_fragment_is_done_again() {
+        let mut a = assignment(0, 3);
+        a.record(result(0, 'a'), 1).unwrap();
+        a.record(result(1, 'b'), 1).unwrap();
+        a.record(result(2, 'c'), 1).unwrap();
+        assert_eq!(a.state, State::Completed);
+        assert!(a.judge(0, verified(2)));
+        assert!(a.judge(1, rejected()));
+        assert_eq!(a.state, State::Lost);
+        assert_eq!(a.unfinished(), [1]);
+        // Each result is judged once.
+        assert!(!a.judge(1, verified(3)));
+        assert!(!a.judge(0, rejected()));
+        assert!(!a.judge(7, verified(3)));
+        let c = counts(3, std::slice::from_ref(&a), 0);
+        // Fragment 2 carries no check: a kind without a proof, counted as unverified.
+        assert_eq!(
+            (c.completed, c.verified, c.rejected, c.unverified),
+            (2, 1, 1, 1)
+        );
+        let rows = contributions(&[a]);
+        assert_eq!(
+            (rows[0].fragments, rows[0].work_units, rows[0].rejected),
+            (2, 20, 1)
+        );
+    }
+
+    #[test]
+    fn a_worker_cannot_send_its_own_verdict() {
+        let mut a = assignment(0, 1);
+        let mut forged = result(0, 'a');
+        forged.check = Some(verified(1));
+        a.record(forged, 1).unwrap();
+        assert_eq!(a.results[0].check, None);
+    }
+
+    #[test]
+    fn challenged_results_are_neither_paid_nor_unverified() {
+        let mut a = assignment(0, 1);
+        a.record(result(0, 'a'), 1).unwrap();
+        a.judge(
+            0,
+            Check::Challenged {
+                rows: vec![ChallengedRow { product: 0, row: 1 }],
+                at_ms: 1,
+            },
+        );
+        let c = counts(1, std::slice::from_ref(&a), 0);
+        assert_eq!((c.completed, c.verified, c.unverified), (1, 0, 0));
+        assert_eq!(contributions(&[a])[0].fragments, 0);
+    }
+
     #[test]
     fn contributions_sum_per_device() {
         let mut a = assignment(0, 2);
