@@ -100,6 +100,7 @@ pub fn fragment(
         elapsed_ms: (run.seconds * 1e3).round() as u64,
         received_ms: 0,
         check: None,
+        replay_wanted_ms: None,
     };
     Ok((result, run))
 }

@@ -259,6 +259,7 @@ async fn main() -> anyhow::Result<()> {
                 updated_ms: 0,
                 pod_uid: None,
                 claim_mismatches: 0,
+                replay: false,
             };
             let name = record::name(&a.task_uid, a.start, a.attempt);
             worker_pod::worker_pod(&a, &name, &a.device, 1, &template)

@@ -188,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
                     elapsed_ms: 1,
                     received_ms: 0,
                     check: None,
+                    replay_wanted_ms: None,
                 }],
             };
             let resp = match client.results(Bearer::Token(&token), &req).await {
@@ -316,6 +317,7 @@ async fn foreign(client: &GatewayClient, token: &str, args: &Args) {
             elapsed_ms: 1,
             received_ms: 0,
             check: None,
+            replay_wanted_ms: None,
         }],
     };
     match client.results(Bearer::Token(token), &req).await {

@@ -275,6 +275,9 @@ pub struct FragmentResult {
     /// The operator's verdict (records only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<Check>,
+    /// When the operator drew this result for replay (Unix milliseconds; records only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_wanted_ms: Option<i64>,
 }
 
 fn is_zero(v: &i64) -> bool {

@@ -63,6 +63,7 @@ fn main() {
             priority: 500,
             requirements: Default::default(),
             units: Unit::batches(&slicing, 0..FRAGMENTS, 1),
+            replays: Vec::new(),
         })
         .collect();
     // 1,000 placements in flight: the first 10 units of each task.

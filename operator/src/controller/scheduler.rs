@@ -31,7 +31,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
@@ -75,6 +75,8 @@ enum Msg {
 struct Shared {
     index: Mutex<AssignmentIndex>,
     reports: Mutex<HashMap<String, Scheduling>>,
+    /// Fragments, by task UID, whose replay no device of another provider can take.
+    unreplayable: Mutex<HashMap<String, BTreeSet<u32>>>,
     changed: Notify,
 }
 
@@ -108,12 +110,22 @@ impl Handle {
     /// Takes a task out of the queue and forgets its last word.
     pub fn dequeue(&self, uid: &str) {
         lock(&self.shared.reports).remove(uid);
+        lock(&self.shared.unreplayable).remove(uid);
         let _ = self.tx.send(Msg::Dequeue(uid.to_string()));
     }
 
     /// The loop's last word on task `uid`.
     pub fn scheduling(&self, uid: &str) -> Option<Scheduling> {
         lock(&self.shared.reports).get(uid).cloned()
+    }
+
+    /// Fragments of task `uid` whose replay no eligible device of another provider can
+    /// take: their vote settles on the results there are.
+    pub fn unreplayable(&self, uid: &str) -> BTreeSet<u32> {
+        lock(&self.shared.unreplayable)
+            .get(uid)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The names of task `uid`'s records.
@@ -141,6 +153,7 @@ pub fn start(
     let shared = Arc::new(Shared {
         index: Mutex::default(),
         reports: Mutex::default(),
+        unreplayable: Mutex::default(),
         changed: Notify::new(),
     });
     let (configmaps, cm_writer) = reflector::store();
@@ -329,7 +342,7 @@ impl Loop {
 
     fn take(&mut self, m: Msg) {
         match m {
-            Msg::Queue(q) if q.task.units.is_empty() => {
+            Msg::Queue(q) if q.task.units.is_empty() && q.task.replays.is_empty() => {
                 self.queue.remove(&q.uid);
             }
             Msg::Queue(q) => {
@@ -359,6 +372,8 @@ impl Loop {
             nodes,
             tasks,
             outcome,
+            replays,
+            unreplayable,
         } = {
             let ix = lock(&self.shared.index);
             self.assumptions.settle(&ix, now, ASSUME_TTL_MS);
@@ -394,6 +409,14 @@ impl Loop {
                 reports.insert(q.uid.clone(), report);
             }
         }
+        if !unreplayable.is_empty() {
+            let mut map = lock(&self.shared.unreplayable);
+            for &(t, k) in &unreplayable {
+                map.entry(queued[t].uid.clone())
+                    .or_default()
+                    .insert(tasks[t].replays[k].fragment);
+            }
+        }
         let mut writes = Vec::with_capacity(outcome.decisions.len());
         for d in &outcome.decisions {
             let q = queued[d.task];
@@ -413,10 +436,33 @@ impl Loop {
                 updated_ms: now,
                 pod_uid: None,
                 claim_mismatches: 0,
+                replay: false,
             };
             let gpus = u32::from(device.class == DeviceClass::Gpu && device.gpu_count > 0);
             let node = nodes.get(&device.name).cloned();
             writes.push((d.task, a, node, gpus));
+        }
+        for &(t, k, i) in &replays {
+            let (q, req) = (queued[t], &tasks[t].replays[k]);
+            let device = &snapshot.devices[i as usize];
+            let a = Assignment {
+                task_namespace: q.task.namespace.clone(),
+                task: q.task.name.clone(),
+                task_uid: q.uid.clone(),
+                device: device.name.clone(),
+                start: req.fragment,
+                end: req.fragment.saturating_add(1),
+                attempt: req.attempt,
+                state: State::Pending,
+                results: Vec::new(),
+                created_ms: now,
+                updated_ms: now,
+                pod_uid: None,
+                claim_mismatches: 0,
+                replay: true,
+            };
+            let gpus = u32::from(device.class == DeviceClass::Gpu && device.gpu_count > 0);
+            writes.push((t, a, nodes.get(&device.name).cloned(), gpus));
         }
         if writes.is_empty() {
             return;

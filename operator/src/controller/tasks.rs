@@ -10,7 +10,6 @@ use super::{Error, STALE_RETRY, apply_status, recorder};
 use crate::api::common::conditions;
 use crate::api::task_status::ComputeTaskStatus;
 use crate::api::{ComputeTask, Device, DevicePhase, TaskPhase};
-use crate::devices::reputation::Outcome;
 use crate::labels;
 use crate::scheduler::cycle::{QueuedTask, RetryPolicy};
 use crate::scheduler::slicer::{self, Slicing, batch_size_for};
@@ -403,6 +402,7 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
     let now = Timestamp::now().as_millisecond();
     let plain: Vec<Assignment> = records.iter().map(|r| r.a.clone()).collect();
     let scheduling = ctx.scheduler.scheduling(&uid);
+    let unreplayable = ctx.scheduler.unreplayable(&uid);
     let lost_because = |a: &Assignment| lost_because(ctx, a, now);
     // Decide.
     let d = decide(&Observed {
@@ -418,6 +418,8 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
         lost_because: &lost_because,
         scheduling: scheduling.as_ref(),
         batch: batch_size_for(slicing.fragments(), ctx.config.max_assignments),
+        quorum: task.spec.verification.quorum,
+        unreplayable: &unreplayable,
         retry: &ctx.config.retry,
         limits: &ctx.config.limits,
         now_ms: now,
@@ -440,18 +442,18 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
         .await;
     written.into_iter().collect::<Result<Vec<()>, Error>>()?;
     // Only a rejection that was written moves the reputation.
-    for (i, fragment, detail) in &d.timed_out {
+    for p in &d.penalties {
         let evidence = Evidence {
             task: format!("{ns}/{}", task.name_any()),
-            fragment: *fragment,
-            reason: "ChallengeTimeout".into(),
-            detail: detail.clone(),
+            fragment: p.fragment,
+            reason: p.reason.into(),
+            detail: p.detail.clone(),
         };
         ctx.verifier
-            .outcome(&records[*i].a.device, Outcome::TimedOut, &evidence)
+            .outcome(&records[p.record].a.device, p.outcome, &evidence)
             .await;
     }
-    if d.waiting.is_empty() {
+    if d.waiting.is_empty() && d.replays.is_empty() {
         ctx.scheduler.dequeue(&uid);
     } else {
         ctx.scheduler.queue(Queued {
@@ -463,6 +465,7 @@ async fn apply(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
                 priority: task.spec.priority,
                 requirements: task.spec.requirements.clone(),
                 units: d.waiting.clone(),
+                replays: d.replays.clone(),
             },
         });
     }

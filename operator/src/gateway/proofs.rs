@@ -7,7 +7,7 @@
 
 use super::protocol::{self, ApiError, Check, ErrorBody, ProofsResponse};
 use super::routes::caller;
-use super::work::{Loaded, allowed, busy, load, write};
+use super::work::{Loaded, allowed, busy, draw_replay, load, write};
 use super::{ClientAddr, GatewayState};
 use crate::devices::reputation::Outcome;
 use crate::tasks::assignment::Assignment;
@@ -126,6 +126,9 @@ pub async fn proofs(
             ),
         };
         a.judge(req.fragment, check.clone());
+        if checked.is_ok() && !a.replay && draw_replay(&state, &facts, &a.device)? {
+            a.want_replay(req.fragment, at_ms);
+        }
         if !write(&state, &req.assignment, version, &a).await? {
             continue;
         }

@@ -481,6 +481,22 @@ pub(super) fn busy() -> ApiError {
     }
 }
 
+/// Whether an accepted result of `device` is drawn for replay: the task's `replayRate`,
+/// adapted to the device's record, against the operating system's CSPRNG.
+pub(super) fn draw_replay(state: &GatewayState, facts: &TaskFacts, device: &str) -> Result<bool> {
+    let reputation = state
+        .devices
+        .get(&ObjectRef::new(device))
+        .and_then(|d| d.status.as_ref().map(|s| s.reputation.clone()))
+        .unwrap_or_default();
+    let rate = crate::verify::replay::rate(facts.spec.verification.replay_rate, &reputation);
+    if rate <= 0.0 || facts.spec.verification.quorum <= 1 {
+        return Ok(false);
+    }
+    let u = (super::secrets::random_u64()? >> 11) as f64 / (1u64 << 53) as f64;
+    Ok(u < rate)
+}
+
 /// The device's benchmark score (GOP/s), 0 when it has none.
 fn device_score(state: &GatewayState, device: &str) -> u64 {
     state

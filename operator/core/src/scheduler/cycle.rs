@@ -86,6 +86,9 @@ pub struct QueuedTask {
     pub requirements: Requirements,
     /// Its units waiting for a device, in the order they should run.
     pub units: Vec<Unit>,
+    /// Replays waiting for a device of another provider (placed after the cycle, by
+    /// `round`).
+    pub replays: Vec<crate::verify::replay::Request>,
 }
 
 /// What one cycle looks at.

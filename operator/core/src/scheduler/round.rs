@@ -5,7 +5,7 @@
 
 use super::cycle::{CycleConfig, CycleInput, CycleOutcome, QueuedTask, run_cycle};
 use super::index::{AssignmentIndex, Assumptions};
-use super::placement::LoadState;
+use super::placement::{LoadState, nominate};
 use super::snapshot::Snapshot;
 use crate::api::Device;
 use std::collections::HashMap;
@@ -30,6 +30,10 @@ pub struct Round {
     pub tasks: Vec<QueuedTask>,
     /// The cycle's decisions.
     pub outcome: CycleOutcome,
+    /// Replays placed: (index into `tasks`, index into its `replays`, device index).
+    pub replays: Vec<(usize, usize, u32)>,
+    /// Replays no eligible device of another provider can take, busy or not.
+    pub unreplayable: Vec<(usize, usize)>,
 }
 
 /// Runs one round over `devices` and the queue.
@@ -43,6 +47,7 @@ pub fn round<'a>(
 ) -> Round {
     let mut snapshot = Snapshot::from_devices(devices.clone(), &Default::default());
     let nodes: HashMap<String, String> = devices
+        .clone()
         .filter_map(|d| {
             Some((
                 d.metadata.name.clone()?,
@@ -86,10 +91,92 @@ pub fn round<'a>(
         &mut load,
         config,
     );
+    let (replays, unreplayable) = place_replays(
+        devices,
+        index,
+        assumptions,
+        queue,
+        &tasks,
+        &snapshot,
+        &mut load,
+    );
     Round {
         snapshot,
         nodes,
         tasks,
         outcome,
+        replays,
+        unreplayable,
     }
+}
+
+/// Places each queued replay on the least loaded eligible device whose provider has not
+/// executed the fragment yet, after the cycle took its share; also says which replays no
+/// such device exists for.
+fn place_replays<'a>(
+    devices: impl Iterator<Item = &'a Device>,
+    index: &AssignmentIndex,
+    assumptions: &Assumptions,
+    queue: &[Waiting<'_>],
+    tasks: &[QueuedTask],
+    snapshot: &Snapshot,
+    load: &mut LoadState,
+) -> (Vec<(usize, usize, u32)>, Vec<(usize, usize)>) {
+    let (mut placed, mut impossible) = (Vec::new(), Vec::new());
+    if tasks.iter().all(|t| t.replays.is_empty()) {
+        return (placed, impossible);
+    }
+    let provider: HashMap<&str, &str> = devices
+        .filter_map(|d| Some((d.metadata.name.as_deref()?, d.spec.provider.as_str())))
+        .collect();
+    for (t, (w, task)) in queue.iter().zip(tasks).enumerate() {
+        if task.replays.is_empty() {
+            continue;
+        }
+        let Ok(nomination) = nominate(&task.requirements, snapshot) else {
+            impossible.extend((0..task.replays.len()).map(|k| (t, k)));
+            continue;
+        };
+        for (k, req) in task.replays.iter().enumerate() {
+            let f = req.fragment;
+            if assumptions.covers(w.uid, &(f..f.saturating_add(1)))
+                || index.has_unit(w.uid, f, req.attempt)
+            {
+                continue;
+            }
+            let excluded: Vec<&str> = req
+                .exclude
+                .iter()
+                .filter_map(|d| provider.get(d.as_str()).copied())
+                .collect();
+            let other = |i: &usize| {
+                let v = &snapshot.devices[*i];
+                !excluded.contains(&v.provider.as_str()) && !req.exclude.contains(&v.name)
+            };
+            let mut candidates = nomination
+                .eligible
+                .iter()
+                .map(|&i| i as usize)
+                .filter(other);
+            let Some(first) = candidates.next() else {
+                impossible.push((t, k));
+                continue;
+            };
+            let pick = std::iter::once(first)
+                .chain(candidates)
+                .filter(|&i| load.has_room(i))
+                .min_by_key(|&i| {
+                    let v = &snapshot.devices[i];
+                    (
+                        u64::from(load.used(i)) * 1000 / u64::from(v.capacity.max(1)),
+                        v.name_hash,
+                    )
+                });
+            if let Some(i) = pick {
+                load.assume(i, 1);
+                placed.push((t, k, i as u32));
+            }
+        }
+    }
+    (placed, impossible)
 }

@@ -47,6 +47,8 @@ pub struct DeviceView {
     pub name: String,
     /// FNV-1a of the name, for seeded tie-breaks.
     pub name_hash: u64,
+    /// The provider account it belongs to (replays go to another provider's device).
+    pub provider: String,
     /// The declared class.
     pub class: DeviceClass,
     /// The first GPU's product name; empty without GPUs.
@@ -112,6 +114,7 @@ impl DeviceView {
         Some(Self {
             name: name.to_owned(),
             name_hash: fnv1a(name.as_bytes()),
+            provider: device.spec.provider.clone(),
             class: device.spec.class,
             gpu_model: first.map(|g| g.model.clone()).unwrap_or_default(),
             gpu_count,

@@ -58,6 +58,10 @@ pub struct Assignment {
     /// Results whose claimed work units differed from the slicer's cost.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub claim_mismatches: u32,
+    /// A replay: one fragment executed again on another provider's device, to compare
+    /// with the results already on record (`verify::replay`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replay: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -105,6 +109,7 @@ impl Assignment {
             return Err(ReportError::BadDigest(r.fragment));
         }
         r.check = None;
+        r.replay_wanted_ms = None;
         match self
             .results
             .binary_search_by_key(&r.fragment, |x| x.fragment)
@@ -158,6 +163,32 @@ impl Assignment {
             self.updated_ms = *at_ms;
         }
         r.check = Some(check);
+        true
+    }
+
+    /// Marks `fragment`'s result as drawn for replay (`verify::replay`).
+    pub fn want_replay(&mut self, fragment: u32, at_ms: i64) {
+        if let Ok(i) = self.results.binary_search_by_key(&fragment, |x| x.fragment) {
+            self.results[i].replay_wanted_ms = Some(at_ms);
+        }
+    }
+
+    /// Rejects `fragment`'s accepted result after all: the replay vote went against it.
+    /// `false` when there is no such result or it was rejected already.
+    pub fn overrule(&mut self, fragment: u32, reason: &str, detail: String, at_ms: i64) -> bool {
+        let Ok(i) = self.results.binary_search_by_key(&fragment, |x| x.fragment) else {
+            return false;
+        };
+        if is_rejected(&self.results[i]) {
+            return false;
+        }
+        self.results[i].check = Some(Check::Rejected {
+            reason: reason.into(),
+            detail,
+            at_ms,
+        });
+        self.state = State::Lost;
+        self.updated_ms = at_ms;
         true
     }
 
@@ -220,7 +251,7 @@ pub fn counts(total: u32, assignments: &[Assignment], failed: u32) -> FragmentCo
             }
         }
         completed.extend(a.standing().map(|r| r.fragment));
-        if matches!(a.state, State::Pending | State::Running) {
+        if matches!(a.state, State::Pending | State::Running) && !a.replay {
             running.extend(a.start..a.end);
         }
     }
@@ -281,6 +312,7 @@ mod tests {
             updated_ms: 0,
             pod_uid: None,
             claim_mismatches: 0,
+            replay: false,
         }
     }
 
@@ -292,6 +324,7 @@ mod tests {
             elapsed_ms: 5,
             received_ms: 0,
             check: None,
+            replay_wanted_ms: None,
         }
     }
 

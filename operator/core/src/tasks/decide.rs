@@ -11,8 +11,10 @@ use super::summary;
 use crate::api::TaskPhase;
 use crate::api::common::{conditions, set_condition};
 use crate::api::task_status::{ComputeTaskStatus, TaskResult};
+use crate::devices::reputation::Outcome;
 use crate::scheduler::cycle::{RetryPolicy, Unit};
 use crate::scheduler::slicer::Slicing;
+use crate::verify::replay;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use std::time::Duration;
@@ -54,6 +56,11 @@ pub struct Observed<'a> {
     pub scheduling: Option<&'a Scheduling>,
     /// Fragments per waiting unit.
     pub batch: u32,
+    /// Devices whose accepted results must agree on a replayed fragment
+    /// (`spec.verification.quorum`).
+    pub quorum: u32,
+    /// Fragments whose replay no eligible device of another provider can take.
+    pub unreplayable: &'a std::collections::BTreeSet<u32>,
     /// Reassignment backoff and retry limit.
     pub retry: &'a RetryPolicy,
     /// When a task fails.
@@ -83,15 +90,32 @@ pub struct Ended {
     pub message: String,
 }
 
+/// A result rejected by this decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Penalty {
+    /// Index of its record in [`Observed::records`].
+    pub record: usize,
+    /// The fragment.
+    pub fragment: u32,
+    /// What it means for the device.
+    pub outcome: Outcome,
+    /// Stable reason (`ChallengeTimeout`, `ReplayMismatch`).
+    pub reason: &'static str,
+    /// What was expected and what was received.
+    pub detail: String,
+}
+
 /// What to write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     /// Records to write back lost (indices into [`Observed::records`]), why, and the
     /// record as it must be written (a challenge that timed out also rejects its result).
     pub lost: Vec<(usize, &'static str, Assignment)>,
-    /// Results rejected now because their challenges went unanswered: record index,
-    /// fragment, and the evidence (for the device's reputation and an Event).
-    pub timed_out: Vec<(usize, u32, String)>,
+    /// Results rejected now, for the devices' reputations and Events: challenges left
+    /// unanswered, or the minority of a replay vote.
+    pub penalties: Vec<Penalty>,
+    /// Replays to place (`verify::replay`); empty once the task ended.
+    pub replays: Vec<replay::Request>,
     /// The status to apply.
     pub status: ComputeTaskStatus,
     /// Units waiting for a device, for the scheduler loop; empty once nothing waits.
@@ -136,8 +160,8 @@ pub fn decide(o: &Observed<'_>) -> Decision {
     let status = o.status;
     let cancelled = o.cancel || status.phase.is_terminal();
     let mut records = o.records.to_vec();
-    let mut lost = Vec::new();
-    let mut timed_out = Vec::new();
+    let mut lost: Vec<(usize, &'static str, Assignment)> = Vec::new();
+    let mut penalties = Vec::new();
     for (i, a) in records.iter_mut().enumerate() {
         // A task that ended wants no more answers: nobody is penalized for its challenges.
         let expired = if cancelled {
@@ -157,7 +181,13 @@ pub fn decide(o: &Observed<'_>) -> Decision {
         }
         if !expired.is_empty() {
             lost.push((i, "ChallengeTimeout", a.clone()));
-            timed_out.extend(expired.into_iter().map(|(f, d)| (i, f, d)));
+            penalties.extend(expired.into_iter().map(|(fragment, detail)| Penalty {
+                record: i,
+                fragment,
+                outcome: Outcome::TimedOut,
+                reason: "ChallengeTimeout",
+                detail,
+            }));
             continue;
         }
         if !matches!(a.state, State::Pending | State::Running) {
@@ -171,6 +201,28 @@ pub fn decide(o: &Observed<'_>) -> Decision {
         if let Some(why) = why {
             a.lose(now);
             lost.push((i, why, a.clone()));
+        }
+    }
+    // Replay votes: the minority's results are rejected (and their records written back).
+    let votes = if cancelled {
+        replay::Settlement::default()
+    } else {
+        replay::settle(&records, o.quorum, o.unreplayable)
+    };
+    for l in &votes.losers {
+        if records[l.record].overrule(l.fragment, "ReplayMismatch", l.detail.clone(), now) {
+            let a = records[l.record].clone();
+            match lost.iter_mut().find(|(i, _, _)| *i == l.record) {
+                Some(entry) => entry.2 = a,
+                None => lost.push((l.record, "ReplayMismatch", a)),
+            }
+            penalties.push(Penalty {
+                record: l.record,
+                fragment: l.fragment,
+                outcome: Outcome::Rejected,
+                reason: "ReplayMismatch",
+                detail: l.detail.clone(),
+            });
         }
     }
     let plan = plan(o.slicing, &records, o.batch, o.retry);
@@ -225,6 +277,7 @@ pub fn decide(o: &Observed<'_>) -> Decision {
     counts.verified = checked.verified;
     counts.unverified = checked.unverified;
     counts.rejected = checked.rejected;
+    replay_counts(&mut counts, &records, &votes);
     let (phase, reason) = next_phase(
         &Facts {
             phase: status.phase,
@@ -316,13 +369,53 @@ pub fn decide(o: &Observed<'_>) -> Decision {
             })
             .min(Duration::from_secs(5))
     };
+    let replays = if terminal || o.cancel {
+        Vec::new()
+    } else {
+        votes.requests
+    };
     Decision {
         lost,
-        timed_out,
+        penalties,
+        replays,
         status: next,
         waiting,
         ended,
         requeue,
+    }
+}
+
+/// A fragment whose replay vote is open is not verified yet; one whose vote settled is
+/// verified even when its kind has no proof (the devices agreed).
+fn replay_counts(
+    counts: &mut crate::api::task_status::FragmentCounts,
+    records: &[Assignment],
+    votes: &replay::Settlement,
+) {
+    let kinds = |f: u32| {
+        let standing = records
+            .iter()
+            .flat_map(|a| a.standing())
+            .filter(|r| r.fragment == f);
+        standing.fold((false, false), |(v, u), r| {
+            (
+                v || matches!(r.check, Some(Check::Verified { .. })),
+                u || r.check.is_none(),
+            )
+        })
+    };
+    for &f in &votes.open {
+        match kinds(f) {
+            (true, _) => counts.verified = counts.verified.saturating_sub(1),
+            (false, true) => counts.unverified = counts.unverified.saturating_sub(1),
+            _ => {}
+        }
+    }
+    for &f in &votes.settled {
+        if kinds(f) == (false, true) {
+            counts.unverified = counts.unverified.saturating_sub(1);
+            counts.verified = counts.verified.saturating_add(1);
+        }
     }
 }
 

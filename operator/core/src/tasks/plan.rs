@@ -43,6 +43,11 @@ pub fn plan(
                 *d = true;
             }
         }
+        // A replay re-executes a fragment that is done already: it neither runs the
+        // fragment nor fails it.
+        if a.replay {
+            continue;
+        }
         match a.state {
             State::Pending | State::Running => live[range].iter_mut().for_each(|l| *l = true),
             State::Lost => {
@@ -144,6 +149,7 @@ mod tests {
             updated_ms: 1_000,
             pod_uid: None,
             claim_mismatches: 0,
+            replay: false,
         }
     }
 
@@ -156,6 +162,7 @@ mod tests {
                 elapsed_ms: 1,
                 received_ms: 0,
                 check: None,
+                replay_wanted_ms: None,
             },
             2_000,
         )

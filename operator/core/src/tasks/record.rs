@@ -94,6 +94,7 @@ mod tests {
             updated_ms: 1,
             pod_uid: None,
             claim_mismatches: 0,
+            replay: false,
         };
         let cm = to_config_map("zoptoken-system", &a).unwrap();
         assert_eq!(cm.metadata.name.as_deref(), Some("zop-6f1c2a4b77aa-40-2"));

@@ -148,6 +148,7 @@ mod tests {
             updated_ms: 0,
             pod_uid: None,
             claim_mismatches: 0,
+            replay: false,
         };
         let t = PodTemplate {
             namespace: "zoptoken-system".into(),

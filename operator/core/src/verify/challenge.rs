@@ -126,11 +126,13 @@ mod tests {
                     rows: vec![ChallengedRow { product: 0, row: 1 }],
                     at_ms: 1_000,
                 }),
+                replay_wanted_ms: None,
             }],
             created_ms: 0,
             updated_ms: 0,
             pod_uid: None,
             claim_mismatches: 0,
+            replay: false,
         };
         assert!(expired(&a, 1_000 + TIMEOUT_MS).is_empty());
         assert_eq!(expired(&a, 1_001 + TIMEOUT_MS).len(), 1);

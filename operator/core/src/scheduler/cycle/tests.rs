@@ -36,6 +36,7 @@ fn task(ns: &str, name: &str, priority: u32, units: Vec<Unit>) -> QueuedTask {
         priority,
         requirements: Requirements::default(),
         units,
+        replays: Vec::new(),
     }
 }
 

@@ -1,4 +1,6 @@
 use super::*;
+
+static NONE: std::collections::BTreeSet<u32> = std::collections::BTreeSet::new();
 use crate::tasks::assignment::FragmentResult;
 
 const NOW: i64 = 1_700_000_000_000;
@@ -27,6 +29,7 @@ fn record(start: u32, end: u32, device: &str) -> Assignment {
         updated_ms: NOW - 1_000,
         pod_uid: None,
         claim_mismatches: 0,
+        replay: false,
     }
 }
 
@@ -40,6 +43,7 @@ fn finish(a: &mut Assignment, s: &Slicing) {
                 elapsed_ms: 1,
                 received_ms: 0,
                 check: None,
+                replay_wanted_ms: None,
             },
             NOW,
         )
@@ -69,6 +73,8 @@ fn observe<'a>(
         lost_because: lost,
         scheduling,
         batch: 2,
+        quorum: 2,
+        unreplayable: &NONE,
         retry: &RETRY,
         limits: &LIMITS,
         now_ms: NOW,

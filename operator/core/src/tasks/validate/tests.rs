@@ -34,6 +34,7 @@ fn record(start: u32, end: u32, state: State) -> Assignment {
         updated_ms: 0,
         pod_uid: None,
         claim_mismatches: 0,
+        replay: false,
     }
 }
 
@@ -45,6 +46,7 @@ fn result(s: &Slicing, fragment: u32) -> FragmentResult {
         elapsed_ms: 1,
         received_ms: 0,
         check: None,
+        replay_wanted_ms: None,
     }
 }
 
