@@ -19,6 +19,10 @@ pub struct Waiting<'a> {
     pub task: &'a QueuedTask,
 }
 
+/// A replay placed: (index into [`Round::tasks`], index into its `replays`, index of the
+/// device in [`Round::snapshot`]).
+pub type ReplayPlacement = (usize, usize, u32);
+
 /// What a round decided.
 #[derive(Debug, Clone)]
 pub struct Round {
@@ -30,8 +34,8 @@ pub struct Round {
     pub tasks: Vec<QueuedTask>,
     /// The cycle's decisions.
     pub outcome: CycleOutcome,
-    /// Replays placed: (index into `tasks`, index into its `replays`, device index).
-    pub replays: Vec<(usize, usize, u32)>,
+    /// Replays placed.
+    pub replays: Vec<ReplayPlacement>,
     /// Replays no eligible device of another provider can take, busy or not.
     pub unreplayable: Vec<(usize, usize)>,
 }
@@ -121,7 +125,7 @@ fn place_replays<'a>(
     tasks: &[QueuedTask],
     snapshot: &Snapshot,
     load: &mut LoadState,
-) -> (Vec<(usize, usize, u32)>, Vec<(usize, usize)>) {
+) -> (Vec<ReplayPlacement>, Vec<(usize, usize)>) {
     let (mut placed, mut impossible) = (Vec::new(), Vec::new());
     if tasks.iter().all(|t| t.replays.is_empty()) {
         return (placed, impossible);
