@@ -196,19 +196,30 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
     let victim = dir.join("victim");
     std::fs::write(&victim, "").unwrap();
 
+    // Two honest providers, so honest results are replayed on each other's devices.
+    let walt = group_key(&env, &op_ns, &["create", "walt-key", "--provider", "walt"]);
     let hosts = [
-        format!("honest-a-{}", run_id()),
-        format!("honest-b-{}", run_id()),
+        (format!("honest-a-{}", run_id()), "vera", key.to_string()),
+        (
+            format!("honest-b-{}", run_id()),
+            "walt",
+            walt.trim().to_string(),
+        ),
     ];
     let mut honest: Vec<ChildGuard> = hosts
         .iter()
-        .map(|h| spawn_agent(TEST, &operator.gateway, &ca, key, &dir.join(h), h, None).unwrap())
+        .map(|(h, _, k)| {
+            spawn_agent(TEST, &operator.gateway, &ca, k, &dir.join(h), h, None).unwrap()
+        })
         .collect();
     let mut cheaters: Vec<ChildGuard> = CHEATS
         .iter()
         .map(|c| spawn_cheater(&operator.gateway, &ca, key, c, &victim))
         .collect();
-    let names: Vec<String> = hosts.iter().map(|h| format!("agent-vera-{h}")).collect();
+    let mut names: Vec<String> = hosts
+        .iter()
+        .map(|(h, p, _)| format!("agent-{p}-{h}"))
+        .collect();
     for name in names
         .iter()
         .cloned()
@@ -405,8 +416,13 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
     );
     assert_eq!(done.fragments.verified, HONEST_FRAGMENTS);
     assert_eq!(done.fragments.rejected, 0);
-    // No device that worked on it was penalized.
-    for row in &done.contributions {
+    // Only the honest devices worked on it, and neither was penalized.
+    for row in done.contributions.iter().filter(|r| r.fragments > 0) {
+        assert!(
+            names.contains(&row.device),
+            "{} ran honest fragments",
+            row.device
+        );
         let d = device(&client, &row.device).await.unwrap();
         let s = d.status.unwrap();
         let r = &s.reputation;
@@ -424,6 +440,98 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
         assert!(r.score > 500, "{r:?}");
         assert_eq!(s.phase, DevicePhase::Online);
     }
+
+    // A liar on a kind without a proof (data processing): only replay on the other
+    // providers' devices catches it. It claims the fastest machine, so it gets the work.
+    let mallory = group_key(
+        &env,
+        &op_ns,
+        &["create", "mallory-key", "--provider", "mallory"],
+    );
+    let lie = Cheat {
+        mode: "lie",
+        model: "",
+        score: 100_000,
+        reasons: &["ReplayMismatch"],
+    };
+    cheaters.push(spawn_cheater(
+        &operator.gateway,
+        &ca,
+        mallory.trim(),
+        &lie,
+        &victim,
+    ));
+    let liar = format!("agent-mallory-cheat-lie-{}", run_id());
+    names.push(liar.clone());
+    wait_for(
+        &format!("{liar} Online"),
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        || async {
+            device(&client, &liar)
+                .await?
+                .status
+                .filter(|s| s.phase == DevicePhase::Online)
+                .map(drop)
+        },
+    )
+    .await;
+    let hashing: ComputeTask = serde_json::from_value(serde_json::json!({
+        "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
+        "metadata": { "name": "hash-lie" },
+        "spec": {
+            "type": "data-processing",
+            "dataProcessing": { "operation": "sha256", "bytes": 262_144, "seed": 5 },
+            "fragments": { "count": 4 },
+            "requirements": { "deviceClass": "cpu" },
+            "verification": { "replayRate": 1.0 },
+        },
+    }))
+    .unwrap();
+    tasks.create(&pp, &hashing).await.unwrap();
+    let hashed = wait_for(
+        "hash-lie Completed",
+        Duration::from_secs(240),
+        Duration::from_secs(1),
+        || async {
+            let s = tasks.get("hash-lie").await.ok()?.status?;
+            assert_ne!(s.phase, TaskPhase::Failed, "{:?}", s.conditions);
+            (s.phase == TaskPhase::Completed).then_some(s)
+        },
+    )
+    .await;
+    let d = device(&client, &liar).await.unwrap().status.unwrap();
+    let paid = hashed
+        .contributions
+        .iter()
+        .find(|r| r.device == liar)
+        .map_or(0, |r| r.fragments);
+    eprintln!(
+        "FIGURE verification: liar on data processing ended {:?}: reputation {}, {} failed verifications; task hash-lie {} of {} verified by replay, {} rejected, the liar paid for {paid}",
+        d.phase,
+        d.reputation.score,
+        d.reputation.verification_failures,
+        hashed.fragments.verified,
+        hashed.fragments.total,
+        hashed.fragments.rejected
+    );
+    assert!(
+        matches!(d.phase, DevicePhase::Quarantined | DevicePhase::Retired),
+        "{:?}",
+        d.phase
+    );
+    assert_eq!(
+        hashed.fragments.verified, 4,
+        "replays verify a kind without a proof"
+    );
+    assert!(hashed.fragments.rejected >= 1 && paid == 0);
+    let ev = evidence(&client, &liar).await;
+    let (_, note) = ev
+        .iter()
+        .find(|(r, _)| r == "ReplayMismatch")
+        .expect("replay evidence");
+    eprintln!("FIGURE verification: evidence for lie: ReplayMismatch: {note}");
+    assert!(note.contains("expected digest"), "{note}");
 
     for c in &mut cheaters {
         c.stop();

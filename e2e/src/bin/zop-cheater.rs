@@ -13,7 +13,9 @@
 //! - `slow`: claims a faster GPU than it has (the benchmark of the model in
 //!   `--claim-model`), computes honestly on the CPU and sleeps `--sleep-ms` per fragment;
 //! - `foreign`: reports results on the assignment named in `--victim-file` (another
-//!   device's) under its own token.
+//!   device's) under its own token;
+//! - `lie`: for a kind without a proof (data processing), a made-up digest: only replay
+//!   on other providers' devices can catch it.
 //!
 //! Every verdict it receives is printed as one line on stdout.
 
@@ -40,6 +42,7 @@ enum Mode {
     Replay,
     Slow,
     Foreign,
+    Lie,
 }
 
 #[derive(Debug, Parser)]
@@ -54,8 +57,8 @@ struct Args {
     hostname: String,
     #[arg(long, value_enum)]
     mode: Mode,
-    /// The GPU model the device claims.
-    #[arg(long)]
+    /// The GPU model the device claims; none when empty.
+    #[arg(long, default_value = "")]
     claim_model: String,
     /// The benchmark score (GOP/s) it claims.
     #[arg(long, default_value_t = 20)]
@@ -88,11 +91,15 @@ async fn main() -> anyhow::Result<()> {
         architecture: "amd64".into(),
         cpu_cores: 2,
         memory_mib: 4096,
-        gpus: vec![GpuInfo {
-            model: args.claim_model.clone(),
-            vram_mib: 24_576,
-            ..Default::default()
-        }],
+        gpus: if args.claim_model.is_empty() {
+            Vec::new()
+        } else {
+            vec![GpuInfo {
+                model: args.claim_model.clone(),
+                vram_mib: 24_576,
+                ..Default::default()
+            }]
+        },
         ..Default::default()
     };
     let reg = client
@@ -141,6 +148,10 @@ async fn main() -> anyhow::Result<()> {
             }
         };
         let kind = execute::kind(&work.spec)?;
+        if args.mode == Mode::Lie {
+            lie(&client, &token, &work).await;
+            continue;
+        }
         let FragmentKind::ComputeProof {
             dimension,
             products,
@@ -177,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
                     tokio::time::sleep(Duration::from_millis(args.sleep_ms)).await;
                     honest(&f, f.n as usize)
                 }
-                Mode::Foreign => continue,
+                Mode::Foreign | Mode::Lie => continue,
             };
             let req = ResultsRequest {
                 assignment: work.assignment.clone(),
@@ -294,6 +305,26 @@ fn answers(assignment: &str, m: &Made, c: &FragmentChallenge) -> ProofsRequest {
         assignment: assignment.into(),
         fragment: c.fragment,
         answers,
+    }
+}
+
+/// Reports a made-up digest for every fragment of `work`.
+async fn lie(client: &GatewayClient, token: &str, work: &zop_operator::api::protocol::Work) {
+    for span in &work.fragments {
+        let req = ResultsRequest {
+            assignment: work.assignment.clone(),
+            results: vec![FragmentResult {
+                fragment: span.index,
+                digest: format!("{:064x}", u64::from(span.index) * 7919 + 1),
+                work_units: 1,
+                elapsed_ms: 1,
+                received_ms: 0,
+                check: None,
+                replay_wanted_ms: None,
+            }],
+        };
+        let verdict = client.results(Bearer::Token(token), &req).await;
+        println!("lie on fragment {}: {verdict:?}", span.index);
     }
 }
 

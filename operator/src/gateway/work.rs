@@ -380,6 +380,9 @@ pub async fn results(
                             fragment: r.fragment,
                             rows,
                         });
+                    } else if !a.replay && draw_replay(&state, &facts, &a.device)? {
+                        // Accepted without a proof: a sampled share is executed again.
+                        a.want_replay(r.fragment, now);
                     }
                 }
                 Ok(false) => {

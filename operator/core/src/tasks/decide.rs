@@ -204,12 +204,9 @@ pub fn decide(o: &Observed<'_>) -> Decision {
         }
     }
     // Replay votes: the minority's results are rejected (and their records written back).
-    let votes = if cancelled {
-        replay::Settlement::default()
-    } else {
-        replay::settle(&records, o.quorum, o.unreplayable)
-    };
-    for l in &votes.losers {
+    // An ended task still counts its votes, but rejects nothing more.
+    let votes = replay::settle(&records, o.quorum, o.unreplayable);
+    for l in votes.losers.iter().filter(|_| !cancelled) {
         if records[l.record].overrule(l.fragment, "ReplayMismatch", l.detail.clone(), now) {
             let a = records[l.record].clone();
             match lost.iter_mut().find(|(i, _, _)| *i == l.record) {

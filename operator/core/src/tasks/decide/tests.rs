@@ -196,3 +196,54 @@ fn lost(d: &Decision) -> Vec<(usize, &'static str)> {
         })
         .collect()
 }
+
+#[test]
+fn a_replayed_fragment_verifies_by_agreement_and_a_liar_loses_the_vote() {
+    let s = Slicing::even(1_000, 1, 1);
+    let with_digest = |device: &str, replay: bool, attempt: u32, digest: char| {
+        let mut a = record(0, 1, device);
+        a.replay = replay;
+        a.attempt = attempt;
+        finish(&mut a, &s);
+        a.results[0].digest = digest.to_string().repeat(64);
+        a
+    };
+    // A liar's result, drawn for replay: the task waits in Verifying for the vote.
+    let mut original = with_digest("mallory-1", false, 0, 'x');
+    original.want_replay(0, NOW - 10);
+    let status = ComputeTaskStatus::default();
+    let d = decide(&observe(
+        &status,
+        &s,
+        std::slice::from_ref(&original),
+        &never,
+        None,
+    ));
+    assert_eq!(d.status.phase, TaskPhase::Verifying);
+    assert_eq!(d.replays.len(), 1);
+    assert_eq!(d.replays[0].exclude, ["mallory-1"]);
+    // Two other providers agree against it: it is rejected, the fragment verified.
+    let records = [
+        original,
+        with_digest("bob-1", true, replay::ATTEMPT_BASE, 'a'),
+        with_digest("carol-1", true, replay::ATTEMPT_BASE + 1, 'a'),
+    ];
+    let d = decide(&observe(&status, &s, &records, &never, None));
+    assert_eq!(d.penalties.len(), 1);
+    assert_eq!(
+        (d.penalties[0].record, d.penalties[0].reason),
+        (0, "ReplayMismatch")
+    );
+    assert_eq!(d.lost.len(), 1);
+    assert_eq!(d.lost[0].2.state, State::Lost);
+    // Once written, the vote stays settled, and counts verified even after the end.
+    let mut written = records.clone();
+    written[0] = d.lost[0].2.clone();
+    let d = decide(&observe(&d.status, &s, &written, &never, None));
+    assert!(d.penalties.is_empty() && d.replays.is_empty());
+    assert_eq!(d.status.phase, TaskPhase::Completed);
+    let f = &d.status.fragments;
+    assert_eq!((f.verified, f.unverified, f.rejected), (1, 0, 1));
+    let again = decide(&observe(&d.status, &s, &written, &never, None));
+    assert_eq!(again.status.fragments.verified, 1);
+}
