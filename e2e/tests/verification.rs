@@ -135,6 +135,23 @@ fn spawn_cheater(gateway: &str, ca: &Path, key: &str, c: &Cheat, victim: &Path) 
     ChildGuard::spawn(&mut cmd).unwrap()
 }
 
+const OUT_OF_WORK: [DevicePhase; 2] = [DevicePhase::Quarantined, DevicePhase::Retired];
+
+/// Waits up to `seconds` for Device `name` to be in one of `phases`.
+async fn wait_device(client: &Client, name: &str, phases: &[DevicePhase], seconds: u64) -> Device {
+    wait_for(
+        &format!("{name} in {phases:?}"),
+        Duration::from_secs(seconds),
+        Duration::from_millis(300),
+        || async {
+            device(client, name)
+                .await
+                .filter(|d| d.status.as_ref().is_some_and(|s| phases.contains(&s.phase)))
+        },
+    )
+    .await
+}
+
 /// Evidence Events about `device`, as `(reason, note)`.
 async fn evidence(client: &Client, device: &str) -> Vec<(String, String)> {
     Api::<Event>::all(client.clone())
@@ -225,23 +242,7 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
         .cloned()
         .chain(CHEATS.iter().map(cheater_device))
     {
-        wait_for(
-            &format!("{name} Online"),
-            Duration::from_secs(90),
-            Duration::from_millis(300),
-            || {
-                let client = client.clone();
-                let name = name.clone();
-                async move {
-                    device(&client, &name)
-                        .await?
-                        .status
-                        .filter(|s| s.phase == DevicePhase::Online)
-                        .map(drop)
-                }
-            },
-        )
-        .await;
+        wait_device(&client, &name, &[DevicePhase::Online], 90).await;
     }
 
     // Load the machine: the honest fragments run slower than their benchmarks said.
@@ -303,26 +304,7 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
     // Every cheater ends out of work, with the evidence.
     for c in CHEATS {
         let name = cheater_device(c);
-        let d = wait_for(
-            &format!("{name} quarantined"),
-            Duration::from_secs(300),
-            Duration::from_millis(500),
-            || {
-                let client = client.clone();
-                let name = name.clone();
-                async move {
-                    device(&client, &name)
-                        .await?
-                        .status
-                        .filter(|s| {
-                            matches!(s.phase, DevicePhase::Quarantined | DevicePhase::Retired)
-                        })
-                        .map(|_| ())?;
-                    device(&client, &name).await
-                }
-            },
-        )
-        .await;
+        let d = wait_device(&client, &name, &OUT_OF_WORK, 300).await;
         let s = d.status.unwrap();
         let r = &s.reputation;
         eprintln!(
@@ -463,19 +445,7 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
     ));
     let liar = format!("agent-mallory-cheat-lie-{}", run_id());
     names.push(liar.clone());
-    wait_for(
-        &format!("{liar} Online"),
-        Duration::from_secs(60),
-        Duration::from_millis(300),
-        || async {
-            device(&client, &liar)
-                .await?
-                .status
-                .filter(|s| s.phase == DevicePhase::Online)
-                .map(drop)
-        },
-    )
-    .await;
+    wait_device(&client, &liar, &[DevicePhase::Online], 60).await;
     let hashing: ComputeTask = serde_json::from_value(serde_json::json!({
         "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
         "metadata": { "name": "hash-lie" },
@@ -515,11 +485,7 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
         hashed.fragments.total,
         hashed.fragments.rejected
     );
-    assert!(
-        matches!(d.phase, DevicePhase::Quarantined | DevicePhase::Retired),
-        "{:?}",
-        d.phase
-    );
+    assert!(OUT_OF_WORK.contains(&d.phase), "{:?}", d.phase);
     assert_eq!(
         hashed.fragments.verified, 4,
         "replays verify a kind without a proof"

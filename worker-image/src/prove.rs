@@ -46,13 +46,8 @@ pub async fn compute(
     challenge: FragmentChallenge,
 ) -> Result<ProofsRequest, GatewayError> {
     let name = assignment.to_string();
-    tokio::task::spawn_blocking(move || answers(&name, &commitment, &challenge))
-        .await
-        .map_err(|e| GatewayError::Refused {
-            status: 500,
-            reason: "WorkerPanicked".into(),
-            message: e.to_string(),
-        })?
+    crate::work::blocking(move || answers(&name, &commitment, &challenge))
+        .await?
         .map_err(|e| GatewayError::Refused {
             status: 400,
             reason: "BadChallenge".into(),

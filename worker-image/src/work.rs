@@ -44,6 +44,19 @@ fn retry() -> ExponentialBuilder {
         .with_max_times(8)
 }
 
+/// Runs CPU-bound `f` off the async threads; a panic in it ends the assignment.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, GatewayError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| GatewayError::Refused {
+            status: 500,
+            reason: "WorkerPanicked".into(),
+            message: e.to_string(),
+        })
+}
+
 /// Answers a result's challenges (the result stays unpaid until they verify).
 async fn prove(
     client: &GatewayClient,
@@ -118,13 +131,7 @@ pub async fn run_one(
         let result = match &kind {
             Ok(k) => {
                 let (k, e) = (k.clone(), engine.clone());
-                tokio::task::spawn_blocking(move || execute::fragment(&e.executor, &k, &span))
-                    .await
-                    .map_err(|e| GatewayError::Refused {
-                        status: 500,
-                        reason: "WorkerPanicked".into(),
-                        message: e.to_string(),
-                    })?
+                blocking(move || execute::fragment(&e.executor, &k, &span)).await?
             }
             Err(e) => Err(e.clone()),
         };

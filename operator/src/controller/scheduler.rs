@@ -110,7 +110,6 @@ impl Handle {
     /// Takes a task out of the queue and forgets its last word.
     pub fn dequeue(&self, uid: &str) {
         lock(&self.shared.reports).remove(uid);
-        lock(&self.shared.unreplayable).remove(uid);
         let _ = self.tx.send(Msg::Dequeue(uid.to_string()));
     }
 
@@ -119,8 +118,15 @@ impl Handle {
         lock(&self.shared.reports).get(uid).cloned()
     }
 
+    /// Forgets task `uid` entirely (it is deleted).
+    pub fn forget(&self, uid: &str) {
+        self.dequeue(uid);
+        lock(&self.shared.unreplayable).remove(uid);
+    }
+
     /// Fragments of task `uid` whose replay no eligible device of another provider can
-    /// take: their vote settles on the results there are.
+    /// take: their vote settles on the results there are. Kept until the task is deleted,
+    /// so a settled vote stays settled.
     pub fn unreplayable(&self, uid: &str) -> BTreeSet<u32> {
         lock(&self.shared.unreplayable)
             .get(uid)
@@ -417,52 +423,45 @@ impl Loop {
                     .insert(tasks[t].replays[k].fragment);
             }
         }
-        let mut writes = Vec::with_capacity(outcome.decisions.len());
-        for d in &outcome.decisions {
-            let q = queued[d.task];
-            let unit = &tasks[d.task].units[d.unit];
-            let device = &snapshot.devices[d.device as usize];
-            let a = Assignment {
-                task_namespace: q.task.namespace.clone(),
-                task: q.task.name.clone(),
-                task_uid: q.uid.clone(),
-                device: device.name.clone(),
-                start: unit.fragments.start,
-                end: unit.fragments.end,
-                attempt: unit.failures,
-                state: State::Pending,
-                results: Vec::new(),
-                created_ms: now,
-                updated_ms: now,
-                pod_uid: None,
-                claim_mismatches: 0,
-                replay: false,
-            };
-            let gpus = u32::from(device.class == DeviceClass::Gpu && device.gpu_count > 0);
-            let node = nodes.get(&device.name).cloned();
-            writes.push((d.task, a, node, gpus));
-        }
-        for &(t, k, i) in &replays {
-            let (q, req) = (queued[t], &tasks[t].replays[k]);
+        // A new record of `fragments` on device `i` of the snapshot, with the Node and GPU
+        // its worker Pod needs.
+        let place = |t: usize, i: u32, fragments: std::ops::Range<u32>, attempt: u32, replay| {
+            let q = queued[t];
             let device = &snapshot.devices[i as usize];
             let a = Assignment {
                 task_namespace: q.task.namespace.clone(),
                 task: q.task.name.clone(),
                 task_uid: q.uid.clone(),
                 device: device.name.clone(),
-                start: req.fragment,
-                end: req.fragment.saturating_add(1),
-                attempt: req.attempt,
+                start: fragments.start,
+                end: fragments.end,
+                attempt,
                 state: State::Pending,
                 results: Vec::new(),
                 created_ms: now,
                 updated_ms: now,
                 pod_uid: None,
                 claim_mismatches: 0,
-                replay: true,
+                replay,
             };
             let gpus = u32::from(device.class == DeviceClass::Gpu && device.gpu_count > 0);
-            writes.push((t, a, nodes.get(&device.name).cloned(), gpus));
+            (t, a, nodes.get(&device.name).cloned(), gpus)
+        };
+        let mut writes = Vec::with_capacity(outcome.decisions.len() + replays.len());
+        for d in &outcome.decisions {
+            let unit = &tasks[d.task].units[d.unit];
+            writes.push(place(
+                d.task,
+                d.device,
+                unit.fragments.clone(),
+                unit.failures,
+                false,
+            ));
+        }
+        for &(t, k, i) in &replays {
+            let req = &tasks[t].replays[k];
+            let fragments = req.fragment..req.fragment.saturating_add(1);
+            writes.push(place(t, i, fragments, req.attempt, true));
         }
         if writes.is_empty() {
             return;

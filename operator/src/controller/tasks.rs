@@ -529,7 +529,7 @@ async fn event(ctx: &Ctx, task: &ComputeTask, type_: EventType, reason: &str, no
 /// On deletion: the task is Cancelled (Deleted), its Pods and records go.
 async fn cleanup(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
     let uid = task.uid().unwrap_or_default();
-    ctx.scheduler.dequeue(&uid);
+    ctx.scheduler.forget(&uid);
     let lp = ListParams::default().labels(&record::selector(&uid));
     Api::<Pod>::namespaced(ctx.client.clone(), &ctx.config.namespace)
         .delete_collection(&DeleteParams::default(), &lp)

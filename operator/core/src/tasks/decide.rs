@@ -274,7 +274,7 @@ pub fn decide(o: &Observed<'_>) -> Decision {
     counts.verified = checked.verified;
     counts.unverified = checked.unverified;
     counts.rejected = checked.rejected;
-    replay_counts(&mut counts, &records, &votes);
+    replay_counts(&mut counts, &records, &votes, status.phase.is_terminal());
     let (phase, reason) = next_phase(
         &Facts {
             phase: status.phase,
@@ -383,11 +383,14 @@ pub fn decide(o: &Observed<'_>) -> Decision {
 }
 
 /// A fragment whose replay vote is open is not verified yet; one whose vote settled is
-/// verified even when its kind has no proof (the devices agreed).
+/// verified even when its kind has no proof (the devices agreed). An ended task places no
+/// more replays, so a vote still open then (after an operator restart forgot that no
+/// other provider could take it) counts as the results stand.
 fn replay_counts(
     counts: &mut crate::api::task_status::FragmentCounts,
     records: &[Assignment],
     votes: &replay::Settlement,
+    ended: bool,
 ) {
     let kinds = |f: u32| {
         let standing = records
@@ -401,7 +404,7 @@ fn replay_counts(
             )
         })
     };
-    for &f in &votes.open {
+    for &f in votes.open.iter().filter(|_| !ended) {
         match kinds(f) {
             (true, _) => counts.verified = counts.verified.saturating_sub(1),
             (false, true) => counts.unverified = counts.unverified.saturating_sub(1),
