@@ -6,6 +6,7 @@
 //! client address, and authenticated callers are rate-limited per caller.
 
 pub mod auth;
+pub mod checks;
 pub mod conn;
 pub mod metrics;
 pub mod proofs;

@@ -5,9 +5,10 @@
 //! verdict is written into the record before it moves the device's reputation. Each
 //! result is judged once: answering again returns the verdict on record.
 
+use super::checks::{draw_replay, foreign};
 use super::protocol::{self, ApiError, Check, ErrorBody, ProofsResponse};
 use super::routes::caller;
-use super::work::{Loaded, allowed, busy, draw_replay, load, write};
+use super::work::{Loaded, allowed, busy, load, write};
 use super::{ClientAddr, GatewayState};
 use crate::devices::reputation::Outcome;
 use crate::tasks::assignment::Assignment;
@@ -71,7 +72,7 @@ pub async fn proofs(
             ..
         } = load(&state, &req.assignment, false).await?;
         if !allowed(&who, &req.assignment, &a) {
-            super::work::foreign(&state, &who, &req.assignment, &a).await;
+            foreign(&state, &who, &req.assignment, &a).await;
             return Err(ApiError {
                 status: 404,
                 reason: "AssignmentNotFound",
