@@ -82,6 +82,10 @@ pub struct GatewayConfig {
     /// authenticated (256 rows of 8192 values in base64 need about 11 MiB).
     #[arg(long = "gateway-proof-body-limit", default_value_t = 16 * 1024 * 1024)]
     pub proof_body_limit: usize,
+    /// Challenge answers read and checked at once; more wait their turn. Bounds the
+    /// memory (this many bodies) and the CPU the checks take.
+    #[arg(long = "gateway-proof-concurrency", default_value_t = 4)]
+    pub proof_concurrency: usize,
 }
 
 /// What the handlers share.
@@ -108,6 +112,8 @@ pub struct GatewayState {
     pub tasks: std::sync::Mutex<std::collections::HashMap<String, Arc<work::TaskFacts>>>,
     /// Verdicts' writes: reputation and evidence.
     pub verifier: Arc<crate::verifier::Verifier>,
+    /// Permits to read and check challenge answers (`--gateway-proof-concurrency`).
+    pub proof_permits: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for GatewayState {
@@ -129,6 +135,7 @@ impl GatewayState {
         metrics: GatewayMetrics,
         verifier: Arc<crate::verifier::Verifier>,
     ) -> Self {
+        let proof_permits = tokio::sync::Semaphore::new(config.proof_concurrency.max(1));
         let rate = NonZeroU32::new(config.rate_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.burst).unwrap_or(NonZeroU32::MIN);
         let mut auth = Authenticator::new(
@@ -153,6 +160,7 @@ impl GatewayState {
             registrations: Default::default(),
             tasks: Default::default(),
             verifier,
+            proof_permits,
         }
     }
 }

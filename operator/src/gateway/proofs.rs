@@ -1,5 +1,6 @@
 //! `POST /v1/proofs`: a worker answers the challenges of a committed compute-proof
-//! result. The body is read only after the caller is authenticated (it may be megabytes),
+//! result. The body is read only after the caller is authenticated (it may be megabytes)
+//! and holds one of `--gateway-proof-concurrency` permits until its verdict,
 //! the answers are checked on a blocking thread against the recorded commitment with a
 //! fresh Freivalds secret (`zop_kernels::compute_proof::challenge::check`), and the
 //! verdict is written into the record before it moves the device's reputation. Each
@@ -52,6 +53,12 @@ pub async fn proofs(
     body: Body,
 ) -> Result<Json<ProofsResponse>> {
     let who = caller(&state, &headers, addr).await?;
+    // Bodies of megabytes and checks of milliseconds: a few at a time, the rest queue.
+    let _permit = state
+        .proof_permits
+        .acquire()
+        .await
+        .map_err(|_| ApiError::internal())?;
     let bytes = axum::body::to_bytes(body, state.config.proof_body_limit)
         .await
         .map_err(|_| ApiError {

@@ -20,6 +20,7 @@ fn state(body_limit: usize) -> Arc<GatewayState> {
         burst: 2,
         body_limit,
         proof_body_limit: 1024,
+        proof_concurrency: 1,
         lookup_rate: 1,
         lookup_burst: 2,
         max_connections: 16,
