@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use zop_e2e::operator::{Operator, group_key, log_dir, spawn_agent};
 use zop_e2e::pod_runner::{PodRunner, RunnerOptions};
-use zop_e2e::{ChildGuard, Env, bin_path, delete_all_tasks, free_port, wait_for};
+use zop_e2e::{ChildGuard, Env, bin_path, delete_all_tasks, free_port, install_crds, wait_for};
 use zop_operator::api::{ComputeTask, Device, DevicePhase, TaskPhase};
 
 const TEST: &str = "verification";
@@ -172,6 +172,7 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
         return;
     };
     let client = env.client.clone();
+    install_crds(&client).await.expect("CRDs install");
     delete_all_tasks(&client)
         .await
         .expect("deleting other tests' tasks");

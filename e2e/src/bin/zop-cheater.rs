@@ -23,13 +23,13 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
-use zop_kernels::compute_proof::challenge::{Commitment, Fragment, RowRef};
+use zop_kernels::compute_proof::challenge::{Commitment, Fragment};
 use zop_kernels::compute_proof::{self, cpu};
 use zop_kernels::fragment::{FragmentKind, hex};
 use zop_operator::api::device::{Benchmark, GpuInfo, Identification};
 use zop_operator::api::protocol::{
     FragmentChallenge, FragmentResult, HeartbeatRequest, ProofsRequest, RegisterRequest,
-    ResultsRequest, RowProof, encode_row,
+    ResultsRequest, encode_row,
 };
 use zop_worker::client::{Bearer, GatewayClient, GatewayError};
 use zop_worker::execute;
@@ -270,42 +270,24 @@ fn random(f: &Fragment) -> Made {
     }
 }
 
-/// Answers from what was committed (the cheater's own products), with its proofs.
+/// Answers from what was committed (the cheater's own products), with its proofs: the
+/// worker's own prover supplies the proofs, and the values are replaced by the rows this
+/// cheater committed to.
 fn answers(assignment: &str, m: &Made, c: &FragmentChallenge) -> ProofsRequest {
     let n = m.commitment.fragment().n as usize;
-    let rows: Vec<RowRef> = c
-        .rows
-        .iter()
-        .map(|r| RowRef {
-            product: r.product,
-            row: r.row,
-        })
-        .collect();
-    // The honest prover supplies the proofs; the values are what this cheater committed.
-    let proved = m.commitment.answer(&rows).unwrap_or_default();
-    let answers = proved
-        .into_iter()
-        .map(|a| {
-            let p = a.at.product as usize;
-            let i = a.at.row as usize;
-            let values = m
-                .products
-                .get(p)
-                .map_or(a.values.clone(), |c| c[i * n..(i + 1) * n].to_vec());
-            RowProof {
-                product: a.at.product,
-                row: a.at.row,
-                values: encode_row(&values),
-                row_proof: a.row_proof.iter().map(hex).collect(),
-                product_proof: a.product_proof.iter().map(hex).collect(),
-            }
-        })
-        .collect();
-    ProofsRequest {
-        assignment: assignment.into(),
-        fragment: c.fragment,
-        answers,
+    let mut req =
+        zop_worker::prove::answers(assignment, &m.commitment, c).unwrap_or(ProofsRequest {
+            assignment: assignment.into(),
+            fragment: c.fragment,
+            answers: Vec::new(),
+        });
+    for a in &mut req.answers {
+        let (p, i) = (a.product as usize, a.row as usize);
+        if let Some(c) = m.products.get(p) {
+            a.values = encode_row(&c[i * n..(i + 1) * n]);
+        }
     }
+    req
 }
 
 /// Reports a made-up digest for every fragment of `work`.
