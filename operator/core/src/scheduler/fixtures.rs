@@ -128,6 +128,12 @@ impl DeviceBuilder {
         self
     }
 
+    /// Of provider `p` (every built device is `acme`'s otherwise).
+    pub fn provider(mut self, p: &str) -> Self {
+        self.device.spec.provider = p.into();
+        self
+    }
+
     /// A cluster Node's device (data-center onboarding) instead of an agent's.
     pub fn node(mut self) -> Self {
         let name = self.device.metadata.name.clone().unwrap_or_default();

@@ -184,3 +184,57 @@ fn place_replays<'a>(
     }
     (placed, impossible)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::fixtures::DeviceBuilder;
+    use crate::verify::replay::{ATTEMPT_BASE, Request};
+
+    fn queued(replays: Vec<Request>) -> QueuedTask {
+        QueuedTask {
+            namespace: "ns".into(),
+            name: "t".into(),
+            priority: 100,
+            requirements: Default::default(),
+            units: Vec::new(),
+            replays,
+        }
+    }
+
+    fn replay(fragment: u32, exclude: &[&str]) -> Request {
+        Request {
+            fragment,
+            attempt: ATTEMPT_BASE,
+            exclude: exclude.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_replay_goes_to_another_provider_or_is_reported_impossible() {
+        let devices = [
+            DeviceBuilder::cpu("a-1").provider("alice").build(),
+            DeviceBuilder::cpu("a-2").provider("alice").build(),
+            DeviceBuilder::cpu("b-1").provider("bob").build(),
+        ];
+        let task = queued(vec![replay(3, &["a-1"]), replay(4, &["a-1", "b-1"])]);
+        let r = round(
+            devices.iter(),
+            &AssignmentIndex::default(),
+            &Assumptions::default(),
+            &[Waiting {
+                uid: "u",
+                task: &task,
+            }],
+            0,
+            &CycleConfig::default(),
+        );
+        // Fragment 3 ran on alice's a-1: not a-2 (same provider), so bob's b-1.
+        assert_eq!(r.replays.len(), 1);
+        let (t, k, i) = r.replays[0];
+        assert_eq!((t, k), (0, 0));
+        assert_eq!(r.snapshot.devices[i as usize].name, "b-1");
+        // Fragment 4 ran on both providers' devices: no third provider exists.
+        assert_eq!(r.unreplayable, [(0, 1)]);
+    }
+}
