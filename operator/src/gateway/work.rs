@@ -290,8 +290,9 @@ pub async fn work(
 /// and change nothing, a different result for a completed fragment is a conflict. A
 /// result of a challenged kind is recorded with its challenge, drawn from the operating
 /// system's CSPRNG in the same write, so the worker learns the rows only after its
-/// commitment is on record. Each result is timed on the operator's clock against the
-/// device's benchmark.
+/// commitment is on record. Each report is timed on the operator's clock against the
+/// device's benchmark: its new results' operations over the interval since the previous
+/// result on record.
 pub async fn results(
     AxState(state): AxState<Arc<GatewayState>>,
     Extension(ClientAddr(addr)): Extension<ClientAddr>,
@@ -319,7 +320,10 @@ pub async fn results(
         let mut accepted = 0;
         let mut mismatches = 0u32;
         let mut challenges = Vec::new();
-        let mut timings = Vec::new();
+        // The report is timed as a whole, from the previous result on record: several
+        // results in one report share one interval.
+        let since = a.standing().map(|x| x.received_ms).max();
+        let mut timed: Option<(u32, u64)> = None;
         for r in &req.results {
             // The worker's figure is only a claim: a fragment is worth what the slicer
             // says it costs.
@@ -327,7 +331,6 @@ pub async fn results(
             let cost = facts.slicing.weight(r.fragment);
             let claimed = std::mem::replace(&mut r.work_units, cost);
             r.received_ms = now;
-            let since = a.standing().map(|x| x.received_ms).max();
             match a.record(r.clone(), now) {
                 Ok(true) => {
                     accepted += 1;
@@ -335,11 +338,8 @@ pub async fn results(
                         mismatches += 1;
                     }
                     let ops = facts.slicing.ops_of(r.fragment);
-                    let measured = now - since.filter(|t| *t > 0).unwrap_or(a.created_ms);
-                    let t = timing::judge(ops, benchmark, measured.max(0) as u64, since.is_none());
-                    if t != Timing::Plausible {
-                        timings.push((r.fragment, t));
-                    }
+                    timed =
+                        Some(timed.map_or((r.fragment, ops), |(f, o)| (f, o.saturating_add(ops))));
                     if let Some(f) = challenge::fragment(&facts.spec, &facts.slicing, r.fragment) {
                         let rows = challenge::rows(&facts.spec, &f, super::secrets::random_u64()?);
                         a.judge(
@@ -398,28 +398,30 @@ pub async fn results(
             }));
         }
         if write(&state, &req.assignment, version, &a).await? {
-            {
-                state.metrics.results.inc_by(u64::from(accepted));
-                state
-                    .metrics
-                    .work_claim_mismatches
-                    .inc_by(u64::from(mismatches));
-                if mismatches > 0 {
-                    tracing::warn!(assignment = %req.assignment, mismatches, "a worker claimed work units other than the slicer's cost");
-                }
-                for (fragment, t) in timings {
+            state.metrics.results.inc_by(u64::from(accepted));
+            state
+                .metrics
+                .work_claim_mismatches
+                .inc_by(u64::from(mismatches));
+            if mismatches > 0 {
+                tracing::warn!(assignment = %req.assignment, mismatches, "a worker claimed work units other than the slicer's cost");
+            }
+            if let Some((fragment, ops)) = timed {
+                let measured = now - since.filter(|t| *t > 0).unwrap_or(a.created_ms);
+                let t = timing::judge(ops, benchmark, measured.max(0) as u64, since.is_none());
+                if t != Timing::Plausible {
                     let evidence = timing_evidence(&a, fragment, t);
                     state
                         .verifier
                         .outcome(&a.device, Outcome::Timing(t), &evidence)
                         .await;
                 }
-                return Ok(Json(ResultsResponse {
-                    accepted,
-                    completed,
-                    challenges,
-                }));
             }
+            return Ok(Json(ResultsResponse {
+                accepted,
+                completed,
+                challenges,
+            }));
         }
     }
     Err(busy())
