@@ -148,16 +148,6 @@ impl Commitment {
         self.tree.root()
     }
 
-    /// Bytes held, for bounding how many commitments a worker keeps.
-    pub fn bytes(&self) -> usize {
-        32 * (self.tree.leaf_count() * 2
-            + self
-                .products
-                .iter()
-                .map(|t| 2 * t.leaf_count())
-                .sum::<usize>())
-    }
-
     /// Answers `challenges`, recomputing each challenged row from the seed. Rows outside
     /// the fragment are a shape error.
     pub fn answer(&self, challenges: &[RowRef]) -> Result<Vec<RowAnswer>, ShapeError> {

@@ -132,10 +132,19 @@ impl Assignment {
 
     /// The result of `fragment`, if one was reported.
     pub fn result(&self, fragment: u32) -> Option<&FragmentResult> {
+        let i = self.position(fragment)?;
+        self.results.get(i)
+    }
+
+    fn position(&self, fragment: u32) -> Option<usize> {
         self.results
             .binary_search_by_key(&fragment, |x| x.fragment)
             .ok()
-            .map(|i| &self.results[i])
+    }
+
+    fn result_mut(&mut self, fragment: u32) -> Option<&mut FragmentResult> {
+        let i = self.position(fragment)?;
+        self.results.get_mut(i)
     }
 
     /// Results that count: all but the rejected.
@@ -146,50 +155,56 @@ impl Assignment {
     /// Sets the verification of `fragment`'s result; `false` when there is no result
     /// or it already has a verdict (each result is judged once).
     pub fn judge(&mut self, fragment: u32, check: Check) -> bool {
-        let Ok(i) = self.results.binary_search_by_key(&fragment, |x| x.fragment) else {
+        let Some(r) = self.result_mut(fragment) else {
             return false;
         };
-        let r = &mut self.results[i];
         if matches!(
             r.check,
             Some(Check::Verified { .. } | Check::Rejected { .. })
         ) {
             return false;
         }
-        if let Check::Rejected { at_ms, .. } = &check {
-            // A device caught once gets no more of this assignment: the rest of it is
-            // executed again elsewhere, with the rejected fragment.
-            self.state = State::Lost;
-            self.updated_ms = *at_ms;
-        }
+        let rejected_at = match &check {
+            Check::Rejected { at_ms, .. } => Some(*at_ms),
+            _ => None,
+        };
         r.check = Some(check);
+        if let Some(at_ms) = rejected_at {
+            self.close_on_rejection(at_ms);
+        }
         true
     }
 
     /// Marks `fragment`'s result as drawn for replay (`verify::replay`).
     pub fn want_replay(&mut self, fragment: u32, at_ms: i64) {
-        if let Ok(i) = self.results.binary_search_by_key(&fragment, |x| x.fragment) {
-            self.results[i].replay_wanted_ms = Some(at_ms);
+        if let Some(r) = self.result_mut(fragment) {
+            r.replay_wanted_ms = Some(at_ms);
         }
     }
 
     /// Rejects `fragment`'s accepted result after all: the replay vote went against it.
     /// `false` when there is no such result or it was rejected already.
     pub fn overrule(&mut self, fragment: u32, reason: &str, detail: String, at_ms: i64) -> bool {
-        let Ok(i) = self.results.binary_search_by_key(&fragment, |x| x.fragment) else {
+        let Some(r) = self.result_mut(fragment) else {
             return false;
         };
-        if is_rejected(&self.results[i]) {
+        if is_rejected(r) {
             return false;
         }
-        self.results[i].check = Some(Check::Rejected {
+        r.check = Some(Check::Rejected {
             reason: reason.into(),
             detail,
             at_ms,
         });
+        self.close_on_rejection(at_ms);
+        true
+    }
+
+    /// A device caught once gets no more of this assignment, completed or not: the rest
+    /// of it is executed again elsewhere, with the rejected fragment.
+    fn close_on_rejection(&mut self, at_ms: i64) {
         self.state = State::Lost;
         self.updated_ms = at_ms;
-        true
     }
 
     /// Marks the assignment lost (device gone, pod failed). Results already recorded

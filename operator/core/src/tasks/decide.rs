@@ -270,10 +270,6 @@ pub fn decide(o: &Observed<'_>) -> Decision {
         })
         .map(|c| c.last_transition_time.0.as_second());
     let mut counts = plan.counts.clone();
-    let checked = assignment::counts(counts.total, &records, 0);
-    counts.verified = checked.verified;
-    counts.unverified = checked.unverified;
-    counts.rejected = checked.rejected;
     replay_counts(&mut counts, &records, &votes, status.phase.is_terminal());
     let (phase, reason) = next_phase(
         &Facts {
@@ -392,18 +388,21 @@ fn replay_counts(
     votes: &replay::Settlement,
     ended: bool,
 ) {
-    let kinds = |f: u32| {
-        let standing = records
-            .iter()
-            .flat_map(|a| a.standing())
-            .filter(|r| r.fragment == f);
-        standing.fold((false, false), |(v, u), r| {
-            (
-                v || matches!(r.check, Some(Check::Verified { .. })),
-                u || r.check.is_none(),
-            )
-        })
-    };
+    // One pass over the results, for the fragments with a vote only: (a verified result
+    // stands, a proof-less one stands).
+    let mut kinds: std::collections::BTreeMap<u32, (bool, bool)> = votes
+        .open
+        .iter()
+        .chain(&votes.settled)
+        .map(|&f| (f, (false, false)))
+        .collect();
+    for r in records.iter().flat_map(|a| a.standing()) {
+        if let Some((v, u)) = kinds.get_mut(&r.fragment) {
+            *v |= matches!(r.check, Some(Check::Verified { .. }));
+            *u |= r.check.is_none();
+        }
+    }
+    let kinds = |f: u32| kinds.get(&f).copied().unwrap_or_default();
     for &f in votes.open.iter().filter(|_| !ended) {
         match kinds(f) {
             (true, _) => counts.verified = counts.verified.saturating_sub(1),

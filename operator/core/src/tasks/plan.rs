@@ -4,7 +4,7 @@
 //! exactly where its assignments say it is, and no fragment is lost or counted twice.
 //! Pure; times are Unix milliseconds.
 
-use super::assignment::{Assignment, State};
+use super::assignment::{Assignment, Check, State};
 use crate::api::task_status::FragmentCounts;
 use crate::scheduler::cycle::{RetryPolicy, Unit, next_retry};
 use crate::scheduler::slicer::Slicing;
@@ -12,7 +12,9 @@ use crate::scheduler::slicer::Slicing;
 /// What a task's assignments imply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskPlan {
-    /// Fragment counts (verification's share is filled by the caller, from the records).
+    /// Fragment counts: a fragment is verified when a verified result of it stands, and
+    /// unverified when only results of a kind without a proof do; replay votes are the
+    /// caller's (`decide`).
     pub counts: FragmentCounts,
     /// Units waiting for a device, in fragment order, at most `batch` fragments each.
     pub waiting: Vec<Unit>,
@@ -29,7 +31,10 @@ pub fn plan(
 ) -> TaskPlan {
     let total = slicing.fragments();
     let n = total as usize;
+    // Per fragment: a standing result exists, one is verified, one has no proof.
     let mut done = vec![false; n];
+    let (mut verified, mut proofless) = (vec![false; n], vec![false; n]);
+    let mut rejected = 0u32;
     let mut live = vec![false; n];
     let mut failures = vec![0u32; n];
     let mut lost_at = vec![i64::MIN; n];
@@ -38,10 +43,21 @@ pub fn plan(
         // (never a panic) on anything that slips through.
         let start = a.start.min(total) as usize;
         let range = start..(a.end.min(total) as usize).max(start);
-        for r in a.standing() {
-            if let Some(d) = done.get_mut(r.fragment as usize) {
-                *d = true;
+        for r in &a.results {
+            let f = r.fragment as usize;
+            if f >= n {
+                continue;
             }
+            match r.check {
+                Some(Check::Rejected { .. }) => {
+                    rejected = rejected.saturating_add(1);
+                    continue;
+                }
+                Some(Check::Verified { .. }) => verified[f] = true,
+                None => proofless[f] = true,
+                Some(Check::Challenged { .. }) => {}
+            }
+            done[f] = true;
         }
         // A replay re-executes a fragment that is done already: it neither runs the
         // fragment nor fails it.
@@ -61,12 +77,18 @@ pub fn plan(
     }
     let mut counts = FragmentCounts {
         total,
+        rejected,
         ..FragmentCounts::default()
     };
     let mut waiting: Vec<Unit> = Vec::new();
     for f in 0..n {
         if done[f] {
             counts.completed += 1;
+            if verified[f] {
+                counts.verified += 1;
+            } else if proofless[f] {
+                counts.unverified += 1;
+            }
             continue;
         }
         if live[f] {

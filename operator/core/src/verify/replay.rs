@@ -85,8 +85,8 @@ pub struct Settlement {
     pub settled: BTreeSet<u32>,
 }
 
+#[derive(Default)]
 struct Ballot {
-    wanted: bool,
     /// (digest, record index) of each accepted result.
     votes: Vec<(String, usize)>,
     /// A replay still running, or a result awaiting its challenges.
@@ -105,10 +105,22 @@ pub fn settle(records: &[Assignment], quorum: u32, unreplayable: &BTreeSet<u32>)
     if quorum <= 1 {
         return out;
     }
+    // Only fragments drawn for replay have a vote; a rejected original still asked for
+    // its replay, so the vote settles on. Most tasks have none: nothing else is built.
+    let wanted: BTreeSet<u32> = records
+        .iter()
+        .filter(|a| !a.replay)
+        .flat_map(|a| &a.results)
+        .filter(|r| r.replay_wanted_ms.is_some())
+        .map(|r| r.fragment)
+        .collect();
+    if wanted.is_empty() {
+        return out;
+    }
     let mut ballots: BTreeMap<u32, Ballot> = BTreeMap::new();
     for (i, a) in records.iter().enumerate() {
-        if a.replay {
-            let b = entry(&mut ballots, a.start);
+        if a.replay && wanted.contains(&a.start) {
+            let b = ballots.entry(a.start).or_default();
             b.replays += 1;
             b.devices.push(a.device.clone());
             match a.state {
@@ -117,11 +129,9 @@ pub fn settle(records: &[Assignment], quorum: u32, unreplayable: &BTreeSet<u32>)
                 _ => {}
             }
         }
-        for r in &a.results {
-            let b = entry(&mut ballots, r.fragment);
+        for r in a.results.iter().filter(|r| wanted.contains(&r.fragment)) {
+            let b = ballots.entry(r.fragment).or_default();
             if !a.replay {
-                // A rejected original still asked for its replay: the vote settles on.
-                b.wanted |= r.replay_wanted_ms.is_some();
                 b.devices.push(a.device.clone());
             }
             if is_rejected(r) {
@@ -135,9 +145,6 @@ pub fn settle(records: &[Assignment], quorum: u32, unreplayable: &BTreeSet<u32>)
         }
     }
     for (f, b) in ballots {
-        if !b.wanted {
-            continue;
-        }
         let mut tally: BTreeMap<&str, u32> = BTreeMap::new();
         for (d, _) in &b.votes {
             *tally.entry(d).or_default() += 1;
@@ -198,17 +205,6 @@ pub fn settle(records: &[Assignment], quorum: u32, unreplayable: &BTreeSet<u32>)
         }
     }
     out
-}
-
-fn entry(ballots: &mut BTreeMap<u32, Ballot>, f: u32) -> &mut Ballot {
-    ballots.entry(f).or_insert_with(|| Ballot {
-        wanted: false,
-        votes: Vec::new(),
-        pending: false,
-        devices: Vec::new(),
-        replays: 0,
-        lost_replays: 0,
-    })
 }
 
 #[cfg(test)]
