@@ -459,6 +459,15 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_cannot_draw_its_own_replay() {
+        let mut a = assignment(0, 1);
+        let mut forged = result(0, 'a');
+        forged.replay_wanted_ms = Some(1);
+        a.record(forged, 1).unwrap();
+        assert_eq!(a.results[0].replay_wanted_ms, None);
+    }
+
+    #[test]
     fn challenged_results_are_neither_paid_nor_unverified() {
         let mut a = assignment(0, 1);
         a.record(result(0, 'a'), 1).unwrap();
