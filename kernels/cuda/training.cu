@@ -15,7 +15,8 @@
 // Each kernel is a thin loop over a device function of one index; the kernels crate's
 // tests run those functions on the host and compare with the Rust reference.
 // Launch order: class_means, generate_shard, then per step softmax_residuals and gradient
-// (training) or softmax_forward (inference).
+// (training) or softmax_forward (inference); for a perceptron (training/mlp.rs),
+// mlp_residuals and gradient twice, or mlp_forward.
 
 #define STREAM_CLASS_MEANS 3ULL
 #define STREAM_LABELS 4ULL
@@ -162,6 +163,44 @@ ZOP_FN void gradient_entry(const float* d, const float* x, u64 n, u32 features, 
     }
 }
 
+// mlp.rs activations_into for sample i: h[i,j] = max(0, V_j . x_i + c_j), NaN to 0.
+ZOP_FN void hidden_sample(const float* v, const float* cb, const float* x, u64 i, u32 features,
+                          u32 hidden, float* h) {
+    const float* xi = x + i * features;
+    float* hi = h + i * hidden;
+    for (u32 j = 0; j < hidden; ++j) {
+        float acc = 0.0f;
+        for (u32 f = 0; f < features; ++f) {
+            acc = __fadd_rn(acc, __fmul_rn(v[(u64)j * features + f], xi[f]));
+        }
+        float a = __fadd_rn(acc, cb[j]);
+        hi[j] = a > 0.0f ? a : 0.0f;
+    }
+}
+
+// mlp.rs evaluate for sample i: the output layer's residuals d (C wide) as softmax
+// regression on h, then e[i,j] = sum_k W[k,j] d[i,k] for active units, else 0.
+ZOP_FN u32 mlp_residual_sample(const float* v, const float* cb, const float* w, const float* b,
+                               const float* x, const u32* y, u64 i, u32 features, u32 hidden,
+                               u32 classes, float* h, float* z, float* d, float* e,
+                               float* loss) {
+    hidden_sample(v, cb, x, i, features, hidden, h);
+    u32 arg = residual_sample(w, b, h, y, i, hidden, classes, z, d, loss);
+    const float* hi = h + i * hidden;
+    const float* di = d + i * classes;
+    float* ei = e + i * hidden;
+    for (u32 j = 0; j < hidden; ++j) {
+        float acc = 0.0f;
+        if (hi[j] > 0.0f) {
+            for (u32 k = 0; k < classes; ++k) {
+                acc = __fadd_rn(acc, __fmul_rn(w[(u64)k * hidden + j], di[k]));
+            }
+        }
+        ei[j] = acc;
+    }
+    return arg;
+}
+
 #ifdef ZOP_CUDA
 #define ZOP_INDEX ((u64)blockIdx.x * blockDim.x + threadIdx.x)
 
@@ -197,5 +236,28 @@ extern "C" __global__ void gradient(const float* d, const float* x, u64 n, u32 f
                                     u32 classes, float* gw, float* gb) {
     u64 t = ZOP_INDEX;
     if (t < ((u64)features + 1) * classes) gradient_entry(d, x, n, features, classes, t, gw, gb);
+}
+// The perceptron's gradients are two launches of `gradient`: (d, h) for the output
+// layer and (e, x) for the hidden one.
+extern "C" __global__ void mlp_residuals(const float* v, const float* cb, const float* w,
+                                         const float* b, const float* x, const u32* y, u64 n,
+                                         u32 features, u32 hidden, u32 classes, float* h,
+                                         float* z, float* d, float* e, float* loss,
+                                         u32* correct) {
+    u64 i = ZOP_INDEX;
+    if (i >= n) return;
+    u32 arg = mlp_residual_sample(v, cb, w, b, x, y, i, features, hidden, classes, h, z, d, e,
+                                  loss);
+    correct[i] = arg == y[i] ? 1u : 0u;
+}
+
+extern "C" __global__ void mlp_forward(const float* v, const float* cb, const float* w,
+                                       const float* b, const float* x, const u32* y, u64 n,
+                                       u32 features, u32 hidden, u32 classes, float* h,
+                                       float* z, float* p, float* loss, u32* pred) {
+    u64 i = ZOP_INDEX;
+    if (i >= n) return;
+    hidden_sample(v, cb, x, i, features, hidden, h);
+    pred[i] = forward_sample(w, b, h, y, i, hidden, classes, z, p, loss);
 }
 #endif

@@ -59,7 +59,8 @@ pub enum FragmentKind {
         #[serde(default)]
         seed: u64,
     },
-    /// Softmax regression on the seeded data set ([`crate::training`]); the work items
+    /// Softmax regression, or the two-layer perceptron when `hidden` is set, on the
+    /// seeded data set ([`crate::training`]); the work items
     /// are `samples × epochs` (item `k` is sample `k mod samples` with fresh noise per
     /// epoch). A fragment starts from the seeded initial weights and takes `localSteps`
     /// gradient-descent steps on its shard.
@@ -71,7 +72,7 @@ pub enum FragmentKind {
         #[serde(default = "one")]
         epochs: u32,
     },
-    /// Forward passes of the reference model ([`crate::training::Model::reference`])
+    /// Forward passes of the reference model ([`crate::training::Network::reference`])
     /// over the seeded data set ([`crate::inference`]); the work items are the samples.
     Inference {
         /// Features per sample, 1 to 4096.
@@ -83,6 +84,10 @@ pub enum FragmentKind {
         /// Task seed.
         #[serde(default)]
         seed: u64,
+        /// Hidden units of the reference perceptron ([`crate::training::Mlp::reference`]);
+        /// none for softmax regression.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hidden: Option<u32>,
     },
     /// Hashing or tokenizing a seeded byte stream in chunks ([`crate::data`]); the work
     /// items are the bytes.
@@ -108,8 +113,19 @@ fn default_chunk_size() -> u64 {
     DEFAULT_CHUNK_SIZE
 }
 
+/// What a model's fragment measured, for the operator to check and aggregate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Quality {
+    /// Training: the mean loss before each local step, then after the last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub losses: Vec<f64>,
+    /// Samples predicted right (after the last step, for training).
+    pub correct: u64,
+}
+
 /// What a fragment produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FragmentOutput {
     /// The commitment: 64 lowercase hex characters (a SHA-256 digest or Merkle root).
@@ -118,6 +134,9 @@ pub struct FragmentOutput {
     pub work_units: u64,
     /// Measurements as decimal strings, for example `loss` and `accuracy`.
     pub metrics: BTreeMap<String, String>,
+    /// Training and inference: what the model measured, exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
 }
 
 /// Why a fragment cannot run. Every variant names what to change.

@@ -19,7 +19,7 @@
 //! compared by value, not by digest.
 
 use crate::merkle::Hash;
-use crate::training::{self, Model, Shard, TrainingError, model};
+use crate::training::{self, Network, Shard, TrainingError, model};
 use sha2::{Digest, Sha256};
 
 /// Domain tag of the inference commitment.
@@ -90,8 +90,8 @@ pub fn forward_bytes(samples: u64, features: usize, classes: usize) -> u128 {
 }
 
 /// The forward pass of `model` over `shard`.
-pub fn forward(model: &Model, shard: &Shard) -> Result<Inference, TrainingError> {
-    training::check_pair(model, shard)?;
+pub fn forward(model: &Network, shard: &Shard) -> Result<Inference, TrainingError> {
+    training::check_shard(model.features(), model.classes(), shard)?;
     let bytes = forward_bytes(shard.len() as u64, model.features(), model.classes());
     if bytes > u128::from(crate::MAX_ALLOC_BYTES) {
         return Err(TrainingError::TooLarge {
@@ -103,13 +103,14 @@ pub fn forward(model: &Model, shard: &Shard) -> Result<Inference, TrainingError>
     let mut logits = vec![0.0f32; shard.len() * c];
     let mut probabilities = vec![0.0f32; shard.len() * c];
     let mut predictions = Vec::with_capacity(shard.len());
+    let mut hidden = vec![0.0f32; model.hidden()];
     let mut correct = 0;
     let rows = shard.x().chunks_exact(model.features()).zip(shard.labels());
     for (((x, y), z), p) in rows
         .zip(logits.chunks_exact_mut(c))
         .zip(probabilities.chunks_exact_mut(c))
     {
-        model.logits_into(x, z);
+        model.logits_into(x, &mut hidden, z);
         let (_, pred) = model::softmax(z, *y, p);
         correct += u64::from(pred == *y);
         predictions.push(pred);
@@ -127,7 +128,11 @@ pub fn forward(model: &Model, shard: &Shard) -> Result<Inference, TrainingError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::training::DataSet;
+    use crate::training::{DataSet, Model};
+
+    fn linear(m: Model) -> Network {
+        Network::Linear(m)
+    }
 
     fn setup() -> (DataSet, Shard) {
         let d = DataSet::new(8, 4, 300, 21).unwrap();
@@ -138,11 +143,11 @@ mod tests {
     #[test]
     fn the_reference_model_classifies_the_seeded_data_well() {
         let (d, s) = setup();
-        let out = forward(&Model::reference(&d), &s).unwrap();
+        let out = forward(&linear(Model::reference(&d)), &s).unwrap();
         assert_eq!(out.predictions.len(), 120);
         assert!(out.accuracy() > 0.8, "accuracy {}", out.accuracy());
         // An untrained model is near chance.
-        let zero = forward(&Model::zeros(8, 4).unwrap(), &s).unwrap();
+        let zero = forward(&linear(Model::zeros(8, 4).unwrap()), &s).unwrap();
         assert!(zero.predictions.iter().all(|p| *p == 0));
         assert!(zero.probabilities.iter().all(|p| *p == 0.25));
     }
@@ -150,7 +155,7 @@ mod tests {
     #[test]
     fn predictions_are_the_argmax_and_probabilities_sum_to_one() {
         let (d, s) = setup();
-        let out = forward(&Model::reference(&d), &s).unwrap();
+        let out = forward(&linear(Model::reference(&d)), &s).unwrap();
         for ((z, p), pred) in out
             .logits
             .chunks_exact(4)
@@ -168,7 +173,7 @@ mod tests {
     fn logits_match_a_naive_matrix_product() {
         let (d, s) = setup();
         let m = Model::reference(&d);
-        let out = forward(&m, &s).unwrap();
+        let out = forward(&linear(m.clone()), &s).unwrap();
         for i in 0..s.len() {
             let (x, _) = s.sample(i).unwrap();
             for c in 0..4 {
@@ -185,8 +190,11 @@ mod tests {
     fn the_digest_is_deterministic_and_commits_to_every_output() {
         let (d, s) = setup();
         let m = Model::reference(&d);
-        let a = forward(&m, &s).unwrap();
-        assert_eq!(a.digest(), forward(&m, &s).unwrap().digest());
+        let a = forward(&linear(m.clone()), &s).unwrap();
+        assert_eq!(
+            a.digest(),
+            forward(&linear(m.clone()), &s).unwrap().digest()
+        );
         let mut b = a.clone();
         b.predictions[7] ^= 1;
         assert_ne!(a.digest(), b.digest());
@@ -194,13 +202,19 @@ mod tests {
         c.probabilities[5] += 1e-5;
         assert_ne!(a.digest(), c.digest());
         let other = d.shard(101..221).unwrap();
-        assert_ne!(a.digest(), forward(&m, &other).unwrap().digest());
+        assert_ne!(
+            a.digest(),
+            forward(&linear(m.clone()), &other).unwrap().digest()
+        );
     }
 
     #[test]
     fn mismatched_shapes_are_errors() {
         let (_, s) = setup();
         let m = Model::zeros(7, 4).unwrap();
-        assert_eq!(forward(&m, &s).unwrap_err().field(), "model");
+        assert_eq!(
+            forward(&linear(m.clone()), &s).unwrap_err().field(),
+            "model"
+        );
     }
 }

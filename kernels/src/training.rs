@@ -34,10 +34,14 @@
 //! already differ, so a cross-hardware check compares the first gradient.
 
 pub mod math;
+pub mod mlp;
 pub mod model;
+pub mod network;
 pub mod synthetic;
 
+pub use mlp::Mlp;
 pub use model::Model;
+pub use network::Network;
 pub use synthetic::{DataSet, Shard};
 
 use crate::merkle::Hash;
@@ -50,6 +54,8 @@ pub const GRADIENT_SCALE: f32 = 1_048_576.0;
 pub const MAX_LEARNING_RATE: f32 = 10.0;
 /// Domain tag of the gradient commitment.
 const DIGEST_TAG: &[u8] = b"zop/training/v1";
+/// Domain tag of a perceptron's gradient commitment.
+const MLP_DIGEST_TAG: &[u8] = b"zop/training/mlp/v1";
 
 /// Why a training or inference computation cannot run. Each names the parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,10 +133,19 @@ impl TrainingError {
 
 /// Checks that `model` and `shard` have one shape.
 pub(crate) fn check_pair(model: &Model, shard: &Shard) -> Result<(), TrainingError> {
-    if model.features() != shard.features() || model.classes() != shard.classes() {
+    check_shard(model.features(), model.classes(), shard)
+}
+
+/// Checks that a model of `features` inputs and `classes` outputs fits `shard`.
+pub(crate) fn check_shard(
+    features: usize,
+    classes: usize,
+    shard: &Shard,
+) -> Result<(), TrainingError> {
+    if features != shard.features() || classes != shard.classes() {
         return Err(TrainingError::ShapeMismatch {
-            model_features: model.features(),
-            model_classes: model.classes(),
+            model_features: features,
+            model_classes: classes,
             shard_features: shard.features(),
             shard_classes: shard.classes(),
         });
@@ -204,11 +219,29 @@ impl GradientCommitment {
         Self { hasher }
     }
 
+    /// Starts the digest for a perceptron ([`mlp`]): its own tag, then the features,
+    /// hidden units and classes.
+    pub fn new_mlp(features: usize, hidden: usize, classes: usize) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(MLP_DIGEST_TAG);
+        for v in [features, hidden, classes] {
+            hasher.update((v as u32).to_le_bytes());
+        }
+        Self { hasher }
+    }
+
     /// Appends one step's gradient.
     pub fn push(&mut self, g: &Gradient) {
         for q in g.quantized() {
             self.hasher.update(q.to_le_bytes());
         }
+    }
+
+    /// Appends one step's gradient of a perceptron: the hidden layer's, then the
+    /// output's.
+    pub fn push_mlp(&mut self, g: &mlp::MlpGradient) {
+        self.push(&g.hidden);
+        self.push(&g.output);
     }
 
     /// The digest.
@@ -237,6 +270,9 @@ pub struct TrainingParams {
     /// Task seed (data and initial weights).
     #[serde(default)]
     pub seed: u64,
+    /// Hidden units of a two-layer perceptron ([`mlp`]); none for softmax regression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<u32>,
 }
 
 fn one_step() -> u32 {
@@ -248,12 +284,29 @@ fn one_step() -> u32 {
 pub struct Trained {
     /// The gradient commitment over every local step.
     pub digest: Hash,
+    /// Mean loss before each step, then after the last: `localSteps + 1` values.
+    pub losses: Vec<f64>,
+    /// Samples predicted right after the last step.
+    pub correct: u64,
+    /// Samples in the shard.
+    pub samples: u64,
+}
+
+impl Trained {
     /// Mean loss before the first step.
-    pub initial_loss: f64,
+    pub fn initial_loss(&self) -> f64 {
+        self.losses.first().copied().unwrap_or(f64::NAN)
+    }
+
     /// Mean loss after the last step.
-    pub loss: f64,
+    pub fn loss(&self) -> f64 {
+        self.losses.last().copied().unwrap_or(f64::NAN)
+    }
+
     /// Accuracy after the last step.
-    pub accuracy: f64,
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.samples.max(1) as f64
+    }
 }
 
 /// Loss, accuracy and gradient of a model on a shard.

@@ -167,6 +167,7 @@ fn the_cuda_kernels_commit_like_the_cpu_reference_bit_for_bit() {
                 learning_rate: lr,
                 local_steps: steps,
                 seed,
+                hidden: None,
             },
             epochs: 1,
         };
@@ -207,6 +208,7 @@ fn the_cuda_kernels_commit_like_the_cpu_reference_bit_for_bit() {
             classes: c,
             samples,
             seed,
+            hidden: None,
         };
         let cpu = execute_range(&kind, range.clone()).unwrap();
         let gpu = run(
@@ -217,6 +219,84 @@ fn the_cuda_kernels_commit_like_the_cpu_reference_bit_for_bit() {
             gpu,
             [cpu.digest.clone(), cpu.metrics["accuracy"].clone()],
             "inference F={f} C={c}"
+        );
+    }
+    // The perceptron: training over one and several steps (hidden widths below, at and
+    // above the classes), and the reference perceptron's inference (narrow and wide).
+    for (f, c, h, samples, seed, range, lr, steps) in [
+        (6u32, 3u32, 4u32, 40u64, 17u64, 20u64..30u64, 0.5f32, 1u32),
+        (16, 5, 32, 300, 2, 0..300, 0.1, 3),
+        (9, 10, 7, 1_000, 8, 500..650, 1.0, 2),
+    ] {
+        let kind = FragmentKind::Training {
+            params: TrainingParams {
+                features: f,
+                classes: c,
+                samples,
+                learning_rate: lr,
+                local_steps: steps,
+                seed,
+                hidden: Some(h),
+            },
+            epochs: 1,
+        };
+        let cpu = execute_range(&kind, range.clone()).unwrap();
+        let gpu = run(
+            &harness,
+            &args![
+                "mlp-training",
+                f,
+                c,
+                samples,
+                seed,
+                range.start,
+                range.end,
+                lr,
+                steps,
+                h,
+            ],
+        );
+        let m = &cpu.metrics;
+        assert_eq!(
+            gpu,
+            [
+                cpu.digest.clone(),
+                m["initialLoss"].clone(),
+                m["loss"].clone(),
+                m["accuracy"].clone()
+            ],
+            "mlp training F={f} H={h} C={c} {range:?}"
+        );
+    }
+    for (f, c, h, samples, seed, range) in [
+        (8u32, 4u32, 9u32, 101u64, 3u64, 51u64..101u64),
+        (12, 6, 4, 500, 5, 0..500),
+    ] {
+        let kind = FragmentKind::Inference {
+            features: f,
+            classes: c,
+            samples,
+            seed,
+            hidden: Some(h),
+        };
+        let cpu = execute_range(&kind, range.clone()).unwrap();
+        let gpu = run(
+            &harness,
+            &args![
+                "mlp-inference",
+                f,
+                c,
+                samples,
+                seed,
+                range.start,
+                range.end,
+                h,
+            ],
+        );
+        assert_eq!(
+            gpu,
+            [cpu.digest.clone(), cpu.metrics["accuracy"].clone()],
+            "mlp inference F={f} H={h} C={c}"
         );
     }
 }

@@ -33,6 +33,7 @@ fn gpu_and_cpu_commit_identically_for_every_kind() {
             learning_rate: 0.3,
             local_steps: steps,
             seed: 11,
+            hidden: None,
         },
         epochs: 1,
     };
@@ -55,6 +56,7 @@ fn gpu_and_cpu_commit_identically_for_every_kind() {
                 classes: 8,
                 samples: 10_000,
                 seed: 3,
+                hidden: None,
             },
             2_500..10_000,
         ),

@@ -50,6 +50,7 @@ pub fn kind(spec: &ComputeTaskSpec) -> Result<FragmentKind, ExecError> {
                     learning_rate: p.learning_rate as f32,
                     local_steps: 1,
                     seed: p.seed,
+                    hidden: p.model.hidden,
                 },
                 epochs: p.epochs,
             }
@@ -64,6 +65,7 @@ pub fn kind(spec: &ComputeTaskSpec) -> Result<FragmentKind, ExecError> {
                 classes: p.model.classes,
                 samples: p.samples,
                 seed: p.seed,
+                hidden: p.model.hidden,
             }
         }
         WorkloadType::DataProcessing => {

@@ -174,6 +174,7 @@ mod tests {
                 digest: "00".repeat(32),
                 work_units: 4_000_000_000,
                 metrics: Default::default(),
+                quality: None,
             },
             device: Device::Gpu,
             seconds: 2.0,

@@ -7,9 +7,7 @@ use crate::compute_proof;
 use crate::compute_proof::challenge::{Commitment, Fragment};
 use crate::data;
 use crate::inference;
-use crate::training::{
-    self, DataSet, GradientCommitment, Model, Trained, TrainingError, TrainingParams,
-};
+use crate::training::{DataSet, Network, Trained, TrainingError, TrainingParams};
 use std::num::NonZeroUsize;
 use std::ops::Range;
 
@@ -58,14 +56,15 @@ pub(super) fn run_committed(
             classes,
             samples,
             seed,
+            hidden,
         } => {
             let data = DataSet::new(features as usize, classes as usize, samples, seed)
                 .map_err(model_err)?;
             let shard = data.shard(range).map_err(model_err)?;
-            let out = inference::forward(&Model::reference(&data), &shard).map_err(model_err)?;
-            let digest = out.digest();
+            let model = Network::reference(&data, hidden).map_err(model_err)?;
+            let out = inference::forward(&model, &shard).map_err(model_err)?;
             (
-                output::inference(features, classes, len, &digest, out.accuracy()),
+                output::inference(kind, len, &out.digest(), out.correct),
                 None,
             )
         }
@@ -87,22 +86,20 @@ pub(super) fn run_committed(
 
 /// `localSteps` gradient-descent steps from the seeded initial weights on the shard.
 fn train(t: &TrainingParams, range: Range<u64>) -> Result<Trained, TrainingError> {
-    let (f, c) = (t.features as usize, t.classes as usize);
-    let data = DataSet::new(f, c, t.samples, t.seed)?;
+    let data = DataSet::new(t.features as usize, t.classes as usize, t.samples, t.seed)?;
     let shard = data.shard(range)?;
-    let mut model = Model::initial(&data, t.seed);
-    let mut commitment = GradientCommitment::new(f, c);
-    let mut initial_loss = None;
+    let mut model = Network::initial(&data, t.hidden, t.seed)?;
+    let mut commitment = model.commitment();
+    let mut losses = Vec::with_capacity(t.local_steps as usize + 1);
     for _ in 0..t.local_steps {
-        let e = training::step(&mut model, &shard, t.learning_rate)?;
-        initial_loss.get_or_insert(e.loss);
-        commitment.push(&e.gradient);
+        losses.push(model.step(&shard, t.learning_rate, &mut commitment)?);
     }
-    let end = training::evaluate(&model, &shard)?;
+    let end = model.quality(&shard)?;
+    losses.push(end.loss);
     Ok(Trained {
         digest: commitment.finish(),
-        initial_loss: initial_loss.unwrap_or(end.loss),
-        loss: end.loss,
-        accuracy: end.accuracy(),
+        losses,
+        correct: end.correct,
+        samples: shard.len() as u64,
     })
 }

@@ -185,12 +185,11 @@ fn on_gpu(
             classes,
             samples,
             seed,
+            hidden,
         } => {
-            let (digest, accuracy, t) = gpu.inference((features, classes), samples, seed, items)?;
-            (
-                output::inference(features, classes, len, &digest, accuracy),
-                t,
-            )
+            let shape = (features, classes, hidden);
+            let (digest, correct, t) = gpu.inference(shape, samples, seed, items)?;
+            (output::inference(kind, len, &digest, correct), t)
         }
         FragmentKind::DataProcessing {
             operation,

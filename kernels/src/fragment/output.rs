@@ -4,12 +4,12 @@
 //! the formulas of the parent module's docs). The runs themselves are in `cpu` and in
 //! [`crate::gpu`].
 
-use super::{FragmentError, FragmentKind, FragmentOutput, MAX_LOCAL_STEPS, hex};
+use super::{FragmentError, FragmentKind, FragmentOutput, MAX_LOCAL_STEPS, Quality, hex};
 use crate::compute_proof;
 use crate::data::{self, Operation};
 use crate::inference;
 use crate::merkle::Hash;
-use crate::training::{self, DataSet, Trained, TrainingParams};
+use crate::training::{self, DataSet, Trained, TrainingParams, mlp};
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -33,9 +33,13 @@ fn metrics<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, Strin
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-/// Parameters per model: `F·C + C`.
-fn model_params(features: u32, classes: u32) -> u64 {
-    (u64::from(features) + 1) * u64::from(classes)
+/// Parameters per model: `F·C + C`, or `F·H + H + H·C + C` with `hidden` units.
+fn model_params(features: u32, classes: u32, hidden: Option<u32>) -> u64 {
+    let (f, c) = (u64::from(features), u64::from(classes));
+    match hidden.map(u64::from) {
+        None => (f + 1) * c,
+        Some(h) => (f + 1) * h + (h + 1) * c,
+    }
 }
 
 /// Refuses parameters or a range no device may run. The limits are the CPU path's, on
@@ -79,9 +83,14 @@ pub(super) fn check(kind: &FragmentKind, items: &Range<u64>) -> Result<(), Fragm
             classes,
             samples,
             seed,
+            hidden,
         } => {
             DataSet::new(features as usize, classes as usize, samples, seed).map_err(model_err)?;
-            let bytes = inference::forward_bytes(len, features as usize, classes as usize);
+            if let Some(h) = hidden {
+                mlp::check_hidden(h as usize).map_err(model_err)?;
+            }
+            let bytes = inference::forward_bytes(len, features as usize, classes as usize)
+                + u128::from(model_params(features, classes, hidden)) * 4;
             too_large(name, "fragments", bytes)
         }
         FragmentKind::DataProcessing { chunk_size, .. } => {
@@ -102,6 +111,7 @@ fn check_training(t: &TrainingParams, len: u64) -> Result<(), FragmentError> {
         learning_rate,
         local_steps,
         seed,
+        hidden,
     } = *t;
     if !(1..=MAX_LOCAL_STEPS).contains(&local_steps) {
         return Err(FragmentError::params(
@@ -111,10 +121,13 @@ fn check_training(t: &TrainingParams, len: u64) -> Result<(), FragmentError> {
         ));
     }
     training::check_learning_rate(learning_rate).map_err(model_err)?;
+    if let Some(h) = hidden {
+        mlp::check_hidden(h as usize).map_err(model_err)?;
+    }
     let data =
         DataSet::new(features as usize, classes as usize, samples, seed).map_err(model_err)?;
     // Model, gradient and the scratch of one evaluation, besides the shard.
-    let model_bytes = u128::from(model_params(features, classes)) * 4 * 3;
+    let model_bytes = u128::from(model_params(features, classes, hidden)) * 4 * 3;
     too_large(name, "fragments", data.shard_bytes(len) + model_bytes)
 }
 
@@ -128,37 +141,50 @@ pub(super) fn compute_proof(dimension: u32, products: u64, root: &Hash) -> Fragm
             ("products", products.to_string()),
             ("dimension", dimension.to_string()),
         ]),
+        quality: None,
     }
 }
 
 /// A training fragment's output.
 pub(super) fn training(p: &TrainingParams, samples: u64, t: &Trained) -> FragmentOutput {
-    let (features, classes, local_steps) = (p.features, p.classes, p.local_steps);
-    let ops = model_params(features, classes) * 6;
+    let ops = model_params(p.features, p.classes, p.hidden) * 6;
     FragmentOutput {
         digest: hex(&t.digest),
         work_units: ops
             .saturating_mul(samples)
-            .saturating_mul(u64::from(local_steps)),
+            .saturating_mul(u64::from(p.local_steps)),
         metrics: metrics([
-            ("initialLoss", format!("{:.6}", t.initial_loss)),
-            ("loss", format!("{:.6}", t.loss)),
-            ("accuracy", format!("{:.6}", t.accuracy)),
+            ("initialLoss", format!("{:.6}", t.initial_loss())),
+            ("loss", format!("{:.6}", t.loss())),
+            ("accuracy", format!("{:.6}", t.accuracy())),
             ("samples", samples.to_string()),
-            ("localSteps", local_steps.to_string()),
+            ("localSteps", p.local_steps.to_string()),
         ]),
+        quality: Some(Quality {
+            losses: t.losses.clone(),
+            correct: t.correct,
+        }),
     }
 }
 
-/// An inference fragment's output from its digest and accuracy.
+/// An inference fragment's output from its digest and the samples predicted right.
 pub(super) fn inference(
-    features: u32,
-    classes: u32,
+    kind: &FragmentKind,
     samples: u64,
     digest: &Hash,
-    accuracy: f64,
+    correct: u64,
 ) -> FragmentOutput {
-    let ops = model_params(features, classes) * 2;
+    let (features, classes, hidden) = match *kind {
+        FragmentKind::Inference {
+            features,
+            classes,
+            hidden,
+            ..
+        } => (features, classes, hidden),
+        _ => (0, 0, None),
+    };
+    let ops = model_params(features, classes, hidden) * 2;
+    let accuracy = correct as f64 / samples.max(1) as f64;
     FragmentOutput {
         digest: hex(digest),
         work_units: ops.saturating_mul(samples),
@@ -166,6 +192,10 @@ pub(super) fn inference(
             ("accuracy", format!("{accuracy:.6}")),
             ("samples", samples.to_string()),
         ]),
+        quality: Some(Quality {
+            losses: Vec::new(),
+            correct,
+        }),
     }
 }
 
@@ -189,5 +219,6 @@ pub(super) fn data(
             ("chunks", chunks.to_string()),
             ("tokens", tokens.to_string()),
         ]),
+        quality: None,
     }
 }

@@ -22,6 +22,7 @@ fn training(samples: u64, local_steps: u32) -> FragmentKind {
             learning_rate: 0.5,
             local_steps,
             seed: 17,
+            hidden: None,
         },
         epochs: 1,
     }
@@ -33,6 +34,7 @@ fn inference(samples: u64) -> FragmentKind {
         classes: 4,
         samples,
         seed: 3,
+        hidden: None,
     }
 }
 
@@ -61,6 +63,7 @@ fn kinds_travel_as_camel_case_json_with_defaults() {
                 learning_rate: 0.5,
                 local_steps: 1,
                 seed: 0,
+                hidden: None,
             },
             epochs: 1,
         }
@@ -151,7 +154,11 @@ fn an_inference_fragment_commits_to_the_reference_models_outputs() {
     let kind = inference(101);
     let out = execute_range(&kind, 51..101).unwrap();
     let d = DataSet::new(8, 4, 101, 3).unwrap();
-    let want = inference::forward(&Model::reference(&d), &d.shard(51..101).unwrap()).unwrap();
+    let want = inference::forward(
+        &training::Network::Linear(Model::reference(&d)),
+        &d.shard(51..101).unwrap(),
+    )
+    .unwrap();
     assert_eq!(out.digest, hex(&want.digest()));
     assert_eq!(out.work_units, 2 * (8 * 4 + 4) * 50);
     let accuracy: f64 = out.metrics["accuracy"].parse().unwrap();
@@ -194,6 +201,7 @@ fn oversized_fragments_are_refused_before_allocating() {
             learning_rate: 0.1,
             local_steps: 1,
             seed: 0,
+            hidden: None,
         },
         epochs: 1,
     };
@@ -206,6 +214,7 @@ fn oversized_fragments_are_refused_before_allocating() {
         classes: 1024,
         samples: 1 << 20,
         seed: 0,
+        hidden: None,
     };
     assert_eq!(
         execute_range(&wide, 0..1 << 20).unwrap_err().field(),

@@ -43,6 +43,8 @@ pub(super) struct Kernels {
     pub(super) softmax_residuals: CudaFunction,
     pub(super) softmax_forward: CudaFunction,
     pub(super) gradient: CudaFunction,
+    pub(super) mlp_residuals: CudaFunction,
+    pub(super) mlp_forward: CudaFunction,
 }
 
 /// A GPU ready to run fragments of every kind.
@@ -110,6 +112,8 @@ impl Gpu {
                 softmax_residuals: training.load_function("softmax_residuals")?,
                 softmax_forward: training.load_function("softmax_forward")?,
                 gradient: training.load_function("gradient")?,
+                mlp_residuals: training.load_function("mlp_residuals")?,
+                mlp_forward: training.load_function("mlp_forward")?,
             },
             ctx,
             stream,

@@ -421,3 +421,71 @@ pub(super) fn gradient(
     unsafe { b.launch(grid((fu + 1) * cu)) }?;
     Ok(())
 }
+
+/// The inputs of `mlp_residuals` and `mlp_forward`: the hidden layer `(v, cb)`, the
+/// output layer `(w, b)`, the shard `(x, y)` and the shape `(n, features, hidden,
+/// classes)`.
+pub(super) struct MlpArgs<'a> {
+    pub v: &'a CudaSlice<f32>,
+    pub cb: &'a CudaSlice<f32>,
+    pub w: &'a CudaSlice<f32>,
+    pub b: &'a CudaSlice<f32>,
+    pub x: &'a CudaSlice<f32>,
+    pub y: &'a CudaSlice<u32>,
+    pub shape: (u64, u32, u32, u32),
+}
+
+/// `mlp_residuals` (with `residuals`: writes `h, z, d, e, loss, correct`) or
+/// `mlp_forward` (writes `h, z, p, loss, pred`; `e` is not passed).
+pub(super) fn mlp(
+    stream: &CudaStream,
+    f: &CudaFunction,
+    a: MlpArgs<'_>,
+    (h, z, p, e): (
+        &mut CudaSlice<f32>,
+        &mut CudaSlice<f32>,
+        &mut CudaSlice<f32>,
+        &mut CudaSlice<f32>,
+    ),
+    (loss, out): (&mut CudaSlice<f32>, &mut CudaSlice<u32>),
+    residuals: bool,
+) -> Result<(), GpuError> {
+    let (n, features, hidden, classes) = a.shape;
+    let (fu, hu, cu) = (u64::from(features), u64::from(hidden), u64::from(classes));
+    need("v", a.v.len(), hu * fu)?;
+    need("cb", a.cb.len(), hu)?;
+    need("w", a.w.len(), cu * hu)?;
+    need("b", a.b.len(), cu)?;
+    need("x", a.x.len(), n * fu)?;
+    need("y", a.y.len(), n)?;
+    need("h", h.len(), n * hu)?;
+    need("z", z.len(), n * cu)?;
+    need("p", p.len(), n * cu)?;
+    need("e", e.len(), n * hu)?;
+    need("loss", loss.len(), n)?;
+    need("out", out.len(), n)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(a.v)
+        .arg(a.cb)
+        .arg(a.w)
+        .arg(a.b)
+        .arg(a.x)
+        .arg(a.y)
+        .arg(&n)
+        .arg(&features)
+        .arg(&hidden)
+        .arg(&classes)
+        .arg(h)
+        .arg(z)
+        .arg(p);
+    if residuals {
+        b.arg(e);
+    }
+    b.arg(loss).arg(out);
+    // SAFETY: the arguments match `mlp_residuals(const float* ×5, const u32*, u64, u32,
+    // u32, u32, float* ×5, u32*)`, or without `e` `mlp_forward`'s; every buffer holds
+    // what n samples of F features, H hidden units and C classes touch (checked above),
+    // and a label at or above C is never used as an index.
+    unsafe { b.launch(grid(n)) }?;
+    Ok(())
+}

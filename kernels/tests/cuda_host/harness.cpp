@@ -11,6 +11,8 @@
 //   harness data sha256|tokenize SEED START END CHUNK   root, tokens
 //   harness training F C SAMPLES SEED START END LR STEPS digest, initial loss, loss, accuracy
 //   harness inference F C SAMPLES SEED START END         digest, accuracy
+//   harness mlp-training F C SAMPLES SEED START END LR STEPS HIDDEN   as training
+//   harness mlp-inference F C SAMPLES SEED START END HIDDEN           as inference
 
 #include <cstdint>
 #include <cstdio>
@@ -242,12 +244,145 @@ static int inference(char** argv) {
     return 0;
 }
 
+// mlp.rs Mlp::initial: V uniform in +-1/sqrt(F) from words 0.., W in +-1/sqrt(H) after.
+struct Mlp {
+    u32 h;
+    std::vector<float> v, cb, w, b;
+};
+
+static Mlp mlp_initial(const Shard& s, u32 hidden, u64 seed) {
+    Mlp m;
+    m.h = hidden;
+    u64 key = stream_key(seed, 6);
+    float rv = 1.0f / sqrtf((float)s.f), rw = 1.0f / sqrtf((float)hidden);
+    m.v.resize((u64)hidden * s.f);
+    for (u64 i = 0; i < m.v.size(); ++i) m.v[i] = (2.0f * unit_f32(word(key, i)) - 1.0f) * rv;
+    m.w.resize((u64)s.c * hidden);
+    for (u64 i = 0; i < m.w.size(); ++i) {
+        m.w[i] = (2.0f * unit_f32(word(key, m.v.size() + i)) - 1.0f) * rw;
+    }
+    m.cb.assign(hidden, 0.0f);
+    m.b.assign(s.c, 0.0f);
+    return m;
+}
+
+// One evaluation: residuals d and backpropagated e, with the loss and correct count.
+static Eval mlp_residuals(const Shard& s, const Mlp& m, std::vector<float>& hid,
+                          std::vector<float>& d, std::vector<float>& e) {
+    std::vector<float> z(s.n * s.c), loss(s.n);
+    Eval r = {0.0, 0};
+    for (u64 i = 0; i < s.n; ++i) {
+        u32 arg = mlp_residual_sample(m.v.data(), m.cb.data(), m.w.data(), m.b.data(), s.x.data(),
+                                      s.y.data(), i, s.f, m.h, s.c, hid.data(), z.data(), d.data(),
+                                      e.data(), loss.data());
+        r.loss += (double)loss[i];
+        r.correct += arg == s.y[i];
+    }
+    return r;
+}
+
+static void hash_quantized(Sha256* h, const std::vector<float>& g) {
+    for (float v : g) hash_u32(h, (u32)quantize(v));
+}
+
+static void descend(std::vector<float>& p, const std::vector<float>& g, float lr) {
+    for (u64 i = 0; i < p.size(); ++i) p[i] -= lr * g[i];
+}
+
+// harness mlp-training F C SAMPLES SEED START END LR STEPS HIDDEN
+static int mlp_training(char** argv) {
+    Shard s = shard(argv);
+    float lr = std::strtof(argv[6], nullptr);
+    u32 steps = (u32)arg(argv, 7), hidden = (u32)arg(argv, 8);
+    Mlp m = mlp_initial(s, hidden, arg(argv, 3));
+    Sha256 h;
+    sha256_begin(&h);
+    hash_tag(&h, "zop/training/mlp/v1", s.f, hidden);
+    hash_u32(&h, s.c);
+    std::vector<float> hid(s.n * hidden), d(s.n * s.c), e(s.n * hidden);
+    std::vector<float> gv(m.v.size()), gc(hidden), gw(m.w.size()), gb(s.c);
+    double initial = 0.0;
+    for (u32 step = 0; step < steps; ++step) {
+        Eval r = mlp_residuals(s, m, hid, d, e);
+        if (step == 0) initial = r.loss / (double)s.n;
+        for (u64 t = 0; t < ((u64)hidden + 1) * s.c; ++t) {
+            gradient_entry(d.data(), hid.data(), s.n, hidden, s.c, t, gw.data(), gb.data());
+        }
+        for (u64 t = 0; t < ((u64)s.f + 1) * hidden; ++t) {
+            gradient_entry(e.data(), s.x.data(), s.n, s.f, hidden, t, gv.data(), gc.data());
+        }
+        hash_quantized(&h, gv);
+        hash_quantized(&h, gc);
+        hash_quantized(&h, gw);
+        hash_quantized(&h, gb);
+        descend(m.v, gv, lr);
+        descend(m.cb, gc, lr);
+        descend(m.w, gw, lr);
+        descend(m.b, gb, lr);
+    }
+    Eval end = mlp_residuals(s, m, hid, d, e);
+    u8 digest[32];
+    sha256_finish(&h, digest);
+    print_hex(digest);
+    std::printf("%.6f\n%.6f\n%.6f\n", initial, end.loss / (double)s.n,
+                (double)end.correct / (double)s.n);
+    return 0;
+}
+
+// harness mlp-inference F C SAMPLES SEED START END HIDDEN: mlp.rs Mlp::reference.
+static int mlp_inference(char** argv) {
+    Shard s = shard(argv);
+    u32 hidden = (u32)arg(argv, 6);
+    float inv_var = 1.0f / (1.0f / 3.0f);
+    Mlp m;
+    m.h = hidden;
+    m.v.assign((u64)hidden * s.f, 0.0f);
+    m.cb.assign(hidden, 0.0f);
+    m.w.assign((u64)s.c * hidden, 0.0f);
+    m.b.assign(s.c, -1.0e4f);
+    for (u32 k = 0; k < s.c && k < hidden / 2; ++k) {
+        float sq = 0.0f;
+        for (u32 f = 0; f < s.f; ++f) sq = sq + s.means[(u64)k * s.f + f] * s.means[(u64)k * s.f + f];
+        float bias = -0.5f * inv_var * sq;
+        for (int side = 0; side < 2; ++side) {
+            float sign = side == 0 ? 1.0f : -1.0f;
+            u32 j = 2 * k + side;
+            for (u32 f = 0; f < s.f; ++f) {
+                m.v[(u64)j * s.f + f] = sign * (s.means[(u64)k * s.f + f] * inv_var);
+            }
+            m.cb[j] = sign * bias;
+            m.w[(u64)k * hidden + j] = sign;
+        }
+        m.b[k] = 0.0f;
+    }
+    std::vector<float> hid(s.n * hidden), z(s.n * s.c), p(s.n * s.c), loss(s.n);
+    Sha256 h;
+    sha256_begin(&h);
+    hash_tag(&h, "zop/inference/v1", s.f, s.c);
+    u64 correct = 0;
+    for (u64 i = 0; i < s.n; ++i) {
+        hidden_sample(m.v.data(), m.cb.data(), s.x.data(), i, s.f, hidden, hid.data());
+        u32 pred = forward_sample(m.w.data(), m.b.data(), hid.data(), s.y.data(), i, hidden, s.c,
+                                  z.data(), p.data(), loss.data());
+        correct += pred == s.y[i];
+        hash_u32(&h, pred);
+        for (u32 c = 0; c < s.c; ++c) hash_u32(&h, (u32)quantize(p[i * s.c + c]));
+    }
+    u8 digest[32];
+    sha256_finish(&h, digest);
+    print_hex(digest);
+    std::printf("%.6f\n", (double)correct / (double)s.n);
+    return 0;
+}
+
 int main(int argc, char** argv) {
     std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "compute-proof" && argc == 6) return compute_proof(argv + 2);
     if (cmd == "data" && argc == 7) return data(argv + 2);
     if (cmd == "training" && argc == 10) return training(argv + 2);
     if (cmd == "inference" && argc == 8) return inference(argv + 2);
+    if (cmd == "mlp-training" && argc == 11) return mlp_training(argv + 2);
+    if (cmd == "mlp-inference" && argc == 9) return mlp_inference(argv + 2);
     std::fprintf(stderr, "usage: see the comment at the top of harness.cpp\n");
     return 2;
 }
