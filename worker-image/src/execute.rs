@@ -4,9 +4,9 @@
 //! else.
 
 use zop_api::OPS_PER_WORK_UNIT;
-use zop_api::protocol::FragmentResult;
 use zop_api::protocol::FragmentSpan;
-use zop_api::task::{ComputeTaskSpec, DataOperation, WorkloadType};
+use zop_api::protocol::{FragmentResult, ResultQuality};
+use zop_api::task::{ComputeTaskSpec, DataOperation, TRAINING_LOCAL_STEPS, WorkloadType};
 use zop_kernels::data::Operation;
 use zop_kernels::fragment::executor::{Execution, Executor};
 use zop_kernels::fragment::{self, FragmentError, FragmentKind};
@@ -48,7 +48,7 @@ pub fn kind(spec: &ComputeTaskSpec) -> Result<FragmentKind, ExecError> {
                     classes: p.model.classes,
                     samples: p.samples,
                     learning_rate: p.learning_rate as f32,
-                    local_steps: 1,
+                    local_steps: TRAINING_LOCAL_STEPS,
                     seed: p.seed,
                     hidden: p.model.hidden,
                 },
@@ -103,6 +103,10 @@ pub fn fragment(
         received_ms: 0,
         check: None,
         replay_wanted_ms: None,
+        quality: run.output.quality.as_ref().map(|q| ResultQuality {
+            losses: q.losses.clone(),
+            correct: q.correct,
+        }),
     };
     Ok((result, run))
 }

@@ -200,6 +200,7 @@ async fn main() -> anyhow::Result<()> {
                     received_ms: 0,
                     check: None,
                     replay_wanted_ms: None,
+                    quality: None,
                 }],
             };
             let resp = match client.results(Bearer::Token(&token), &req).await {
@@ -303,6 +304,7 @@ async fn lie(client: &GatewayClient, token: &str, work: &zop_operator::api::prot
                 received_ms: 0,
                 check: None,
                 replay_wanted_ms: None,
+                quality: None,
             }],
         };
         let verdict = client.results(Bearer::Token(token), &req).await;
@@ -331,6 +333,7 @@ async fn foreign(client: &GatewayClient, token: &str, args: &Args) {
             received_ms: 0,
             check: None,
             replay_wanted_ms: None,
+            quality: None,
         }],
     };
     match client.results(Bearer::Token(token), &req).await {

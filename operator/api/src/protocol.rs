@@ -53,7 +53,7 @@ pub struct Work {
 }
 
 /// Results of one or more fragments of an assignment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultsRequest {
     /// The assignment's name.
@@ -255,8 +255,20 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// What a training or inference fragment measured. The operator checks it
+/// (`zop_core::verify::quality`) and replays compare it; it is never taken on trust.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultQuality {
+    /// Training: the mean loss before each local step, then after the last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub losses: Vec<f64>,
+    /// Samples predicted right (after the last step, for training).
+    pub correct: u64,
+}
+
 /// One fragment's committed result, as a worker reports it and as a record keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FragmentResult {
     /// The fragment index within the task.
@@ -278,6 +290,9 @@ pub struct FragmentResult {
     /// When the operator drew this result for replay (Unix milliseconds; records only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_wanted_ms: Option<i64>,
+    /// Training and inference: what the model measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<ResultQuality>,
 }
 
 fn is_zero(v: &i64) -> bool {

@@ -188,6 +188,10 @@ pub enum Architecture {
     Mlp,
 }
 
+/// Gradient-descent steps each training fragment takes on its shard, from the seeded
+/// initial weights (a worker reports the loss before each and after the last).
+pub const TRAINING_LOCAL_STEPS: u32 = 1;
+
 /// Gradient computation over a synthetic data set generated from `seed` on each device.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

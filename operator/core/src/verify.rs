@@ -10,6 +10,7 @@
 //! of `n` fragments, each challenged `k` times, escapes with `(1 − f)^(k·n)`.
 
 pub mod challenge;
+pub mod quality;
 pub mod replay;
 pub mod timing;
 

@@ -22,8 +22,9 @@ use crate::scheduler::slicer::{self, Slicing};
 use crate::tasks::assignment::{Assignment, ReportError, State};
 use crate::tasks::record;
 use crate::tasks::validate::{TaskRef, validate};
-use crate::verify::challenge;
+use crate::verifier::Evidence;
 use crate::verify::timing::{self, Timing};
+use crate::verify::{challenge, quality};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State as AxState};
@@ -320,6 +321,7 @@ pub async fn results(
         let mut accepted = 0;
         let mut mismatches = 0u32;
         let mut challenges = Vec::new();
+        let mut rejections = Vec::new();
         // The report is timed as a whole, from the previous result on record: several
         // results in one report share one interval.
         let since = a.standing().map(|x| x.received_ms).max();
@@ -340,7 +342,29 @@ pub async fn results(
                     let ops = facts.slicing.ops_of(r.fragment);
                     timed =
                         Some(timed.map_or((r.fragment, ops), |(f, o)| (f, o.saturating_add(ops))));
-                    if let Some(f) = challenge::fragment(&facts.spec, &facts.slicing, r.fragment) {
+                    let items = facts
+                        .slicing
+                        .range(r.fragment)
+                        .map_or(0, |x| x.end - x.start);
+                    if let Err(fail) = quality::check(&facts.spec, items, r.quality.as_ref()) {
+                        // A model's report that cannot be true earns nothing.
+                        a.judge(
+                            r.fragment,
+                            Check::Rejected {
+                                reason: fail.reason().into(),
+                                detail: fail.to_string(),
+                                at_ms: now,
+                            },
+                        );
+                        rejections.push(Evidence {
+                            task: format!("{}/{}", a.task_namespace, a.task),
+                            fragment: r.fragment,
+                            reason: fail.reason().into(),
+                            detail: fail.to_string(),
+                        });
+                    } else if let Some(f) =
+                        challenge::fragment(&facts.spec, &facts.slicing, r.fragment)
+                    {
                         let rows = challenge::rows(&facts.spec, &f, super::secrets::random_u64()?);
                         a.judge(
                             r.fragment,
@@ -405,6 +429,12 @@ pub async fn results(
                 .inc_by(u64::from(mismatches));
             if mismatches > 0 {
                 tracing::warn!(assignment = %req.assignment, mismatches, "a worker claimed work units other than the slicer's cost");
+            }
+            for evidence in &rejections {
+                state
+                    .verifier
+                    .outcome(&a.device, Outcome::Rejected, evidence)
+                    .await;
             }
             if let Some((fragment, ops)) = timed {
                 let measured = now - since.filter(|t| *t > 0).unwrap_or(a.created_ms);

@@ -24,7 +24,7 @@ pub enum State {
 }
 
 /// A persisted assignment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Assignment {
     /// Namespace of the task.
@@ -340,6 +340,7 @@ mod tests {
             received_ms: 0,
             check: None,
             replay_wanted_ms: None,
+            quality: None,
         }
     }
 

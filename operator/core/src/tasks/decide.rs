@@ -14,7 +14,7 @@ use crate::api::task_status::{ComputeTaskStatus, TaskResult};
 use crate::devices::reputation::Outcome;
 use crate::scheduler::cycle::{RetryPolicy, Unit};
 use crate::scheduler::slicer::Slicing;
-use crate::verify::replay;
+use crate::verify::{self, replay};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use std::time::Duration;
@@ -299,9 +299,13 @@ pub fn decide(o: &Observed<'_>) -> Decision {
         next.start_time = Some(at.clone());
     }
     if phase == TaskPhase::Completed {
+        let (loss, accuracy) = verify::quality::summary(&records, |f| {
+            o.slicing.range(f).map_or(0, |r| r.end - r.start)
+        });
         next.result = result_digest(counts.total, &records).map(|digest| TaskResult {
             digest,
-            ..TaskResult::default()
+            loss,
+            accuracy,
         });
     }
     let mut ended = None;

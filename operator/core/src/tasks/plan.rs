@@ -185,6 +185,7 @@ mod tests {
                 received_ms: 0,
                 check: None,
                 replay_wanted_ms: None,
+                quality: None,
             },
             2_000,
         )

@@ -127,6 +127,7 @@ mod tests {
                     at_ms: 1_000,
                 }),
                 replay_wanted_ms: None,
+                quality: None,
             }],
             created_ms: 0,
             updated_ms: 0,

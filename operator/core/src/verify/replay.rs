@@ -9,7 +9,8 @@
 //!   verified results or more), capped at 1.
 //! - **Votes.** A replay is an assignment of the one fragment (`Assignment::replay`),
 //!   placed on a device whose provider has not voted on that fragment yet. Each accepted
-//!   result of the fragment, the original's and the replays', is a vote for its digest.
+//!   result of the fragment, the original's and the replays', is a vote for its digest
+//!   (with a model's exact loss and correct count: [`super::quality::vote`]).
 //! - **Quorum.** `quorum` votes for one digest settle the fragment: results with another
 //!   digest are rejected (the minority is penalized). Until then, one more replay is
 //!   requested at a time, so a disagreement goes to a third device; after
@@ -138,7 +139,7 @@ pub fn settle(records: &[Assignment], quorum: u32, unreplayable: &BTreeSet<u32>)
                 continue;
             }
             if is_paid(r) {
-                b.votes.push((r.digest.clone(), i));
+                b.votes.push((super::quality::vote(r), i));
             } else if matches!(r.check, Some(Check::Challenged { .. })) {
                 b.pending = true;
             }

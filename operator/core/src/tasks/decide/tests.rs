@@ -44,6 +44,7 @@ fn finish(a: &mut Assignment, s: &Slicing) {
                 received_ms: 0,
                 check: None,
                 replay_wanted_ms: None,
+                quality: None,
             },
             NOW,
         )

@@ -47,6 +47,7 @@ fn result(s: &Slicing, fragment: u32) -> FragmentResult {
         received_ms: 0,
         check: None,
         replay_wanted_ms: None,
+        quality: None,
     }
 }
 

@@ -29,6 +29,7 @@ fn with(mut a: Assignment, fragment: u32, digest: char, wanted: bool) -> Assignm
         received_ms: 1,
         check: Some(Check::Verified { at_ms: 1 }),
         replay_wanted_ms: wanted.then_some(1),
+        quality: None,
     });
     a.results.sort_by_key(|r| r.fragment);
     a.state = if a.results.len() as u32 == a.len() {
