@@ -500,6 +500,85 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
     eprintln!("FIGURE verification: evidence for lie: ReplayMismatch: {note}");
     assert!(note.contains("expected digest"), "{note}");
 
+    // Proof-of-Model-Training: a perceptron trained on the honest agents, with a flatterer
+    // that computes honestly but reports a lower loss. Its commitment is true, so only
+    // the replays' exact quality catches it; the task's loss and accuracy come from the
+    // results that count.
+    let flatter = Cheat {
+        mode: "flatter",
+        model: "",
+        score: 100_000,
+        reasons: &["ReplayMismatch"],
+    };
+    cheaters.push(spawn_cheater(
+        &operator.gateway,
+        &ca,
+        mallory.trim(),
+        &flatter,
+        &victim,
+    ));
+    let flatterer = format!("agent-mallory-cheat-flatter-{}", run_id());
+    names.push(flatterer.clone());
+    wait_device(&client, &flatterer, &[DevicePhase::Online], 60).await;
+    let training: ComputeTask = serde_json::from_value(serde_json::json!({
+        "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
+        "metadata": { "name": "train-flatter" },
+        "spec": {
+            "type": "training",
+            "training": {
+                "model": { "architecture": "mlp", "features": 8, "classes": 3, "hidden": 16 },
+                "samples": 800, "learningRate": 0.5, "seed": 9,
+            },
+            "fragments": { "count": 4 },
+            "requirements": { "deviceClass": "cpu" },
+            "verification": { "replayRate": 1.0 },
+        },
+    }))
+    .unwrap();
+    tasks.create(&pp, &training).await.unwrap();
+    let trained = wait_for(
+        "train-flatter Completed",
+        Duration::from_secs(240),
+        Duration::from_secs(1),
+        || async {
+            let s = tasks.get("train-flatter").await.ok()?.status?;
+            assert_ne!(s.phase, TaskPhase::Failed, "{:?}", s.conditions);
+            (s.phase == TaskPhase::Completed).then_some(s)
+        },
+    )
+    .await;
+    let d = device(&client, &flatterer).await.unwrap().status.unwrap();
+    let paid = trained
+        .contributions
+        .iter()
+        .find(|r| r.device == flatterer)
+        .map_or(0, |r| r.fragments);
+    let result = trained.result.clone().unwrap();
+    eprintln!(
+        "FIGURE verification: flatterer on mlp training ended {:?}: reputation {}; task train-flatter {} of {} verified by replay, {} rejected, the flatterer paid for {paid}; loss {:?}, accuracy {:?}",
+        d.phase,
+        d.reputation.score,
+        trained.fragments.verified,
+        trained.fragments.total,
+        trained.fragments.rejected,
+        result.loss,
+        result.accuracy
+    );
+    assert!(OUT_OF_WORK.contains(&d.phase), "{:?}", d.phase);
+    assert_eq!(trained.fragments.verified, 4);
+    assert!(trained.fragments.rejected >= 1 && paid == 0);
+    let loss = result.loss.expect("the task's loss");
+    let accuracy = result.accuracy.expect("the task's accuracy");
+    assert!(loss.is_finite() && loss > 0.0 && loss < 2.0, "{loss}");
+    assert!((0.0..=1.0).contains(&accuracy), "{accuracy}");
+    let ev = evidence(&client, &flatterer).await;
+    let (_, note) = ev
+        .iter()
+        .find(|(r, _)| r == "ReplayMismatch")
+        .expect("replay evidence");
+    eprintln!("FIGURE verification: evidence for flatter: ReplayMismatch: {note}");
+    assert!(note.contains("losses"), "{note}");
+
     for c in &mut cheaters {
         c.stop();
     }
