@@ -424,8 +424,9 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
         assert_eq!(s.phase, DevicePhase::Online);
     }
 
-    // A liar on a kind without a proof (data processing): only replay on the other
-    // providers' devices catches it. It claims the fastest machine, so it gets the work.
+    // A liar on data processing: the operator recomputes the chunks it draws, so the
+    // made-up digest cannot prove them. It claims the fastest machine, so it gets the
+    // work; the fragments are executed again by honest devices and spot-checked.
     let mallory = group_key(
         &env,
         &op_ns,
@@ -435,7 +436,7 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
         mode: "lie",
         model: "",
         score: 100_000,
-        reasons: &["ReplayMismatch"],
+        reasons: &["NotCommitted"],
     };
     cheaters.push(spawn_cheater(
         &operator.gateway,
@@ -478,7 +479,7 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
         .find(|r| r.device == liar)
         .map_or(0, |r| r.fragments);
     eprintln!(
-        "FIGURE verification: liar on data processing ended {:?}: reputation {}, {} failed verifications; task hash-lie {} of {} verified by replay, {} rejected, the liar paid for {paid}",
+        "FIGURE verification: liar on data processing ended {:?}: reputation {}, {} failed verifications; task hash-lie {} of {} verified by spot checks, {} rejected, the liar paid for {paid}",
         d.phase,
         d.reputation.score,
         d.reputation.verification_failures,
@@ -487,18 +488,15 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
         hashed.fragments.rejected
     );
     assert!(OUT_OF_WORK.contains(&d.phase), "{:?}", d.phase);
-    assert_eq!(
-        hashed.fragments.verified, 4,
-        "replays verify a kind without a proof"
-    );
+    assert_eq!(hashed.fragments.verified, 4, "spot checks verify every chunk tree");
     assert!(hashed.fragments.rejected >= 1 && paid == 0);
     let ev = evidence(&client, &liar).await;
     let (_, note) = ev
         .iter()
-        .find(|(r, _)| r == "ReplayMismatch")
-        .expect("replay evidence");
-    eprintln!("FIGURE verification: evidence for lie: ReplayMismatch: {note}");
-    assert!(note.contains("expected digest"), "{note}");
+        .find(|(r, _)| r == "NotCommitted")
+        .expect("spot-check evidence");
+    eprintln!("FIGURE verification: evidence for lie: NotCommitted: {note}");
+    assert!(note.contains("expected chunk"), "{note}");
 
     // Proof-of-Model-Training: a perceptron trained on the honest agents, with a flatterer
     // that computes honestly but reports a lower loss. Its commitment is true, so only
@@ -578,6 +576,46 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
         .expect("replay evidence");
     eprintln!("FIGURE verification: evidence for flatter: ReplayMismatch: {note}");
     assert!(note.contains("losses"), "{note}");
+
+    // Inference through the reference perceptron on the honest agents: each fragment's
+    // sampled predictions are recomputed by the operator and proved into its root.
+    let inference: ComputeTask = serde_json::from_value(serde_json::json!({
+        "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
+        "metadata": { "name": "infer" },
+        "spec": {
+            "type": "inference",
+            "inference": {
+                "model": { "architecture": "mlp", "features": 8, "classes": 3, "hidden": 8 },
+                "samples": 4_000, "seed": 4,
+            },
+            "fragments": { "count": 4 },
+            "requirements": { "deviceClass": "cpu" },
+        },
+    }))
+    .unwrap();
+    tasks.create(&pp, &inference).await.unwrap();
+    let inferred = wait_for(
+        "infer Completed",
+        Duration::from_secs(240),
+        Duration::from_secs(1),
+        || async {
+            let s = tasks.get("infer").await.ok()?.status?;
+            assert_ne!(s.phase, TaskPhase::Failed, "{:?}", s.conditions);
+            (s.phase == TaskPhase::Completed).then_some(s)
+        },
+    )
+    .await;
+    let accuracy = inferred.result.as_ref().and_then(|r| r.accuracy);
+    eprintln!(
+        "FIGURE verification: inference on the reference perceptron: {} of {} fragments verified by spot checks, {} rejected, accuracy {accuracy:?}",
+        inferred.fragments.verified, inferred.fragments.total, inferred.fragments.rejected
+    );
+    assert_eq!(
+        (inferred.fragments.verified, inferred.fragments.rejected),
+        (4, 0)
+    );
+    // The reference perceptron is the linear discriminant: most samples are right.
+    assert!(accuracy.is_some_and(|a| a > 0.6), "{accuracy:?}");
 
     for c in &mut cheaters {
         c.stop();

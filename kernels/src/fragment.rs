@@ -113,6 +113,16 @@ fn default_chunk_size() -> u64 {
     DEFAULT_CHUNK_SIZE
 }
 
+/// What a fragment keeps to answer the challenges drawn after its commitment.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Committed {
+    /// Compute-proof: every product's row digests ([`crate::compute_proof::challenge`]).
+    Rows(crate::compute_proof::challenge::Commitment),
+    /// Data processing and inference: the tree over the chunk or sample leaves
+    /// ([`crate::spot`]).
+    Leaves(crate::merkle::MerkleTree),
+}
+
 /// What a model's fragment measured, for the operator to check and aggregate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

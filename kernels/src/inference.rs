@@ -1,13 +1,16 @@
-//! The inference fragment kind: a batched forward pass of the softmax-regression model
-//! ([`training::Model`]) over a shard of the seeded data set ([`training::DataSet`]):
+//! The inference fragment kind: a batched forward pass of a model
+//! ([`training::Network`]) over a shard of the seeded data set ([`training::DataSet`]):
 //! logits, probabilities, argmax predictions, accuracy against the seeded labels, and a
-//! digest of the predictions and quantized probabilities. This module owns that digest;
-//! the model, the data and the operation order are training's.
+//! Merkle commitment to the predictions and quantized probabilities. This module owns
+//! that commitment; the models, the data and the operation order are training's.
 //!
 //! # Commitment
-//! SHA-256 of `"zop/inference/v1"`, the features and classes as u32 LE, then for each
-//! sample in shard order its prediction as u32 LE followed by its probabilities
-//! quantized as `round(p · 2²⁰)` i32 LE ([`training::quantize`]).
+//! A [`MerkleTree`] over one leaf per sample, in shard order: the leaf is SHA-256 of
+//! `0x00`, the prediction as u32 LE, then the probabilities quantized as
+//! `round(p · 2²⁰)` i32 LE ([`training::quantize`]). The `0x00` prefix keeps a leaf
+//! preimage apart from a parent's (`0x01 ‖ …`). A verifier recomputes any sample's leaf
+//! from the seed alone and checks its Merkle proof against the root, so a fragment is
+//! spot-checked at the cost of the samples drawn (`crate::spot`).
 //!
 //! # Error bound
 //! Each logit is a sum over features in a fixed order, so a CPU replay, or a GPU port with
@@ -18,12 +21,12 @@
 //! rounding boundary or an argmax between near-tied classes, so such evaluations are
 //! compared by value, not by digest.
 
-use crate::merkle::Hash;
+use crate::merkle::{Hash, MerkleTree};
 use crate::training::{self, Network, Shard, TrainingError, model};
 use sha2::{Digest, Sha256};
 
-/// Domain tag of the inference commitment.
-const DIGEST_TAG: &[u8] = b"zop/inference/v1";
+/// Prefix of a leaf preimage.
+const LEAF_PREFIX: u8 = 0x00;
 
 /// The forward pass of a model over a shard.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,38 +52,30 @@ impl Inference {
     }
 
     /// The commitment (module docs).
-    pub fn digest(&self) -> Hash {
-        commitment(
-            self.features,
-            self.classes,
-            &self.predictions,
-            &self.probabilities,
-        )
+    pub fn tree(&self) -> MerkleTree {
+        tree(self.classes, &self.predictions, &self.probabilities)
     }
 }
 
-/// The commitment to predictions and probabilities (`samples × classes`), on any device.
-pub fn commitment(
-    features: usize,
-    classes: usize,
-    predictions: &[u32],
-    probabilities: &[f32],
-) -> Hash {
+/// The leaf of one sample: its prediction and probabilities (module docs).
+pub fn leaf(prediction: u32, probabilities: &[f32]) -> Hash {
     let mut h = Sha256::new();
-    h.update(DIGEST_TAG);
-    for v in [features, classes] {
-        h.update((v as u32).to_le_bytes());
-    }
-    for (pred, probs) in predictions
-        .iter()
-        .zip(probabilities.chunks_exact(classes.max(1)))
-    {
-        h.update(pred.to_le_bytes());
-        for p in probs {
-            h.update(training::quantize(*p).to_le_bytes());
-        }
+    h.update([LEAF_PREFIX]);
+    h.update(prediction.to_le_bytes());
+    for p in probabilities {
+        h.update(training::quantize(*p).to_le_bytes());
     }
     h.finalize().into()
+}
+
+/// The commitment to predictions and probabilities (`samples × classes`), on any device.
+pub fn tree(classes: usize, predictions: &[u32], probabilities: &[f32]) -> MerkleTree {
+    let leaves = predictions
+        .iter()
+        .zip(probabilities.chunks_exact(classes.max(1)))
+        .map(|(pred, probs)| leaf(*pred, probs))
+        .collect();
+    MerkleTree::new(leaves)
 }
 
 /// Bytes [`forward`] allocates for `samples` samples of `classes` classes (logits and
@@ -192,19 +187,19 @@ mod tests {
         let m = Model::reference(&d);
         let a = forward(&linear(m.clone()), &s).unwrap();
         assert_eq!(
-            a.digest(),
-            forward(&linear(m.clone()), &s).unwrap().digest()
+            a.tree().root(),
+            forward(&linear(m.clone()), &s).unwrap().tree().root()
         );
         let mut b = a.clone();
         b.predictions[7] ^= 1;
-        assert_ne!(a.digest(), b.digest());
+        assert_ne!(a.tree().root(), b.tree().root());
         let mut c = a.clone();
         c.probabilities[5] += 1e-5;
-        assert_ne!(a.digest(), c.digest());
+        assert_ne!(a.tree().root(), c.tree().root());
         let other = d.shard(101..221).unwrap();
         assert_ne!(
-            a.digest(),
-            forward(&linear(m.clone()), &other).unwrap().digest()
+            a.tree().root(),
+            forward(&linear(m.clone()), &other).unwrap().tree().root()
         );
     }
 

@@ -19,6 +19,7 @@ pub mod gpu;
 pub mod inference;
 pub mod merkle;
 pub mod seed;
+pub mod spot;
 pub mod training;
 
 /// Most bytes one fragment's CPU path may allocate. Parameters that would need more are

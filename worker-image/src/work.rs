@@ -62,7 +62,7 @@ async fn prove(
     client: &GatewayClient,
     bearer: Bearer<'_>,
     assignment: &str,
-    commitment: zop_kernels::compute_proof::challenge::Commitment,
+    commitment: zop_kernels::fragment::Committed,
     challenge: zop_api::protocol::FragmentChallenge,
 ) -> Result<(), GatewayError> {
     let (fragment, rows) = (challenge.fragment, challenge.rows.len());

@@ -14,8 +14,8 @@
 //!   `--claim-model`), computes honestly on the CPU and sleeps `--sleep-ms` per fragment;
 //! - `foreign`: reports results on the assignment named in `--victim-file` (another
 //!   device's) under its own token;
-//! - `lie`: for a kind without a proof (data processing), a made-up digest: only replay
-//!   on other providers' devices can catch it;
+//! - `lie`: for data processing, a made-up digest, and made-up proofs for the chunks the
+//!   operator spot-checks;
 //! - `flatter`: for a training task, the honest gradient commitment with a flattering
 //!   report: a final loss 10% lower and one more sample right than it computed.
 //!
@@ -27,11 +27,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 use zop_kernels::compute_proof::challenge::{Commitment, Fragment};
 use zop_kernels::compute_proof::{self, cpu};
-use zop_kernels::fragment::{FragmentKind, hex};
+use zop_kernels::fragment::{Committed, FragmentKind, hex};
 use zop_operator::api::device::{Benchmark, GpuInfo, Identification};
 use zop_operator::api::protocol::{
     FragmentChallenge, FragmentResult, HeartbeatRequest, ProofsRequest, RegisterRequest,
-    ResultQuality, ResultsRequest, encode_row,
+    ResultQuality, ResultsRequest, RowProof, encode_row,
 };
 use zop_worker::client::{Bearer, GatewayClient, GatewayError};
 use zop_worker::execute;
@@ -283,12 +283,12 @@ fn random(f: &Fragment) -> Made {
 /// cheater committed to.
 fn answers(assignment: &str, m: &Made, c: &FragmentChallenge) -> ProofsRequest {
     let n = m.commitment.fragment().n as usize;
-    let mut req =
-        zop_worker::prove::answers(assignment, &m.commitment, c).unwrap_or(ProofsRequest {
-            assignment: assignment.into(),
-            fragment: c.fragment,
-            answers: Vec::new(),
-        });
+    let kept = Committed::Rows(m.commitment.clone());
+    let mut req = zop_worker::prove::answers(assignment, &kept, c).unwrap_or(ProofsRequest {
+        assignment: assignment.into(),
+        fragment: c.fragment,
+        answers: Vec::new(),
+    });
     for a in &mut req.answers {
         let (p, i) = (a.product as usize, a.row as usize);
         if let Some(c) = m.products.get(p) {
@@ -316,6 +316,27 @@ async fn lie(client: &GatewayClient, token: &str, work: &zop_operator::api::prot
         };
         let verdict = client.results(Bearer::Token(token), &req).await;
         println!("lie on fragment {}: {verdict:?}", span.index);
+        // Spot-checked: it has no tree behind its digest, so it sends made-up proofs.
+        for c in verdict.map(|v| v.challenges).unwrap_or_default() {
+            let answers = c
+                .rows
+                .iter()
+                .map(|r| RowProof {
+                    product: r.product,
+                    row: r.row,
+                    values: String::new(),
+                    row_proof: Vec::new(),
+                    product_proof: vec![format!("{:064x}", r.row)],
+                })
+                .collect();
+            let req = ProofsRequest {
+                assignment: work.assignment.clone(),
+                fragment: c.fragment,
+                answers,
+            };
+            let verdict = client.proofs(Bearer::Token(token), &req).await;
+            println!("proofs of the lie on fragment {}: {verdict:?}", c.fragment);
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! accepted the parameters; the outputs are built by [`super::output`].
 
 use super::output;
-use super::{FragmentError, FragmentKind, FragmentOutput};
+use super::{Committed, FragmentError, FragmentKind, FragmentOutput};
 use crate::compute_proof;
 use crate::compute_proof::challenge::{Commitment, Fragment};
 use crate::data;
@@ -16,11 +16,11 @@ pub(super) fn run(kind: &FragmentKind, range: Range<u64>) -> Result<FragmentOutp
     Ok(run_committed(kind, range)?.0)
 }
 
-/// [`run`], keeping a compute-proof fragment's [`Commitment`] to answer challenges with.
+/// [`run`], keeping what a fragment needs to answer its challenges ([`Committed`]).
 pub(super) fn run_committed(
     kind: &FragmentKind,
     range: Range<u64>,
-) -> Result<(FragmentOutput, Option<Commitment>), FragmentError> {
+) -> Result<(FragmentOutput, Option<Committed>), FragmentError> {
     let len = range.end - range.start;
     let model_err = |error| FragmentError::Model {
         kind: kind.name(),
@@ -45,7 +45,10 @@ pub(super) fn run_committed(
                 trees.push(compute_proof::commit(&c, n)?);
             }
             let c = Commitment::new(f, trees);
-            (output::compute_proof(dimension, len, &c.root()), Some(c))
+            (
+                output::compute_proof(dimension, len, &c.root()),
+                Some(Committed::Rows(c)),
+            )
         }
         FragmentKind::Training { params, .. } => (
             output::training(&params, len, &train(&params, range).map_err(model_err)?),
@@ -64,7 +67,7 @@ pub(super) fn run_committed(
             let model = Network::reference(&data, hidden).map_err(model_err)?;
             let out = inference::forward(&model, &shard).map_err(model_err)?;
             (
-                output::inference(kind, len, &out.digest(), out.correct),
+                output::inference(kind, len, &out.tree().root(), out.correct),
                 None,
             )
         }
@@ -78,7 +81,7 @@ pub(super) fn run_committed(
             let root = p.tree.root();
             (
                 output::data(operation, p.bytes, p.chunks, p.tokens, &root),
-                None,
+                Some(Committed::Leaves(p.tree)),
             )
         }
     })

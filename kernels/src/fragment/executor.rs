@@ -4,6 +4,7 @@
 //! Both commit to identical digests, so the choice never changes a result, only its
 //! speed. Parameters are checked once, before either path allocates anything.
 
+use super::Committed;
 use super::output;
 use super::{FragmentError, FragmentKind, FragmentOutput, cpu};
 use crate::compute_proof::challenge::{Commitment, Fragment};
@@ -57,8 +58,8 @@ pub struct Execution {
     pub gpu_busy_seconds: f64,
     /// Why the GPU path was not used for a fragment it could run, if it failed.
     pub gpu_fallback: Option<String>,
-    /// What a compute-proof fragment keeps to answer its challenges.
-    pub commitment: Option<Commitment>,
+    /// What the fragment keeps to answer its challenges.
+    pub commitment: Option<Committed>,
 }
 
 /// Runs fragments on the best device this process could open.
@@ -152,7 +153,7 @@ fn on_gpu(
     gpu: &Gpu,
     kind: &FragmentKind,
     items: Range<u64>,
-) -> Result<(FragmentOutput, Option<Commitment>, GpuTimings), GpuError> {
+) -> Result<(FragmentOutput, Option<Committed>, GpuTimings), GpuError> {
     let len = items.end - items.start;
     let (out, t) = match *kind {
         FragmentKind::ComputeProof {
@@ -174,7 +175,7 @@ fn on_gpu(
                 ));
             }
             let out = output::compute_proof(dimension, len, &c.root());
-            return Ok((out, Some(c), run.timings));
+            return Ok((out, Some(Committed::Rows(c)), run.timings));
         }
         FragmentKind::Training { params, .. } => {
             let (trained, t) = gpu.training(params, items)?;
@@ -188,8 +189,9 @@ fn on_gpu(
             hidden,
         } => {
             let shape = (features, classes, hidden);
-            let (digest, correct, t) = gpu.inference(shape, samples, seed, items)?;
-            (output::inference(kind, len, &digest, correct), t)
+            let (tree, correct, t) = gpu.inference(shape, samples, seed, items)?;
+            let out = output::inference(kind, len, &tree.root(), correct);
+            return Ok((out, Some(Committed::Leaves(tree)), t));
         }
         FragmentKind::DataProcessing {
             operation,
@@ -198,8 +200,15 @@ fn on_gpu(
             ..
         } => {
             let (run, t) = gpu.data(operation, seed, items, chunk_size)?;
+            // The host rebuilds the root from the device's leaves, as for compute-proof.
+            let tree = MerkleTree::new(run.leaves);
+            if tree.root() != run.root {
+                return Err(GpuError::Shape(
+                    "the chunk leaves do not give the fragment's root".into(),
+                ));
+            }
             let out = output::data(operation, len, run.chunks, run.tokens, &run.root);
-            (out, t)
+            return Ok((out, Some(Committed::Leaves(tree)), t));
         }
     };
     Ok((out, None, t))

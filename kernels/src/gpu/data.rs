@@ -1,6 +1,7 @@
 //! The data-processing fragment on a GPU: one thread per chunk regenerates its bytes
 //! from the seed and computes its leaf (`kernels/cuda/data.cu`), the Merkle levels run
-//! on the device, and only the root and the token count reach the host. Commits to
+//! on the device; the root, the leaves (for the worker's proofs) and the token count reach
+//! the host. Commits to
 //! exactly what [`crate::data::process`] commits to.
 
 use super::device::{Gpu, GpuTimings, secs, tree_nodes};
@@ -11,10 +12,12 @@ use crate::seed;
 use std::ops::Range;
 
 /// What a data-processing fragment computed on the GPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataRun {
     /// The Merkle root over the chunk leaves.
     pub root: Hash,
+    /// The leaves, copied back so the worker can prove any of them.
+    pub leaves: Vec<Hash>,
     /// Chunks.
     pub chunks: u64,
     /// Tokens over all chunks.
@@ -51,6 +54,17 @@ impl Gpu {
                 &mut tokens,
             )?;
             let hashed = self.event()?;
+            let leaf_bytes = self
+                .stream
+                .clone_dtoh(&tree.slice(..32 * chunks as usize))?;
+            let leaves = leaf_bytes
+                .chunks_exact(32)
+                .map(|c| {
+                    let mut h = [0u8; 32];
+                    h.copy_from_slice(c);
+                    h
+                })
+                .collect();
             let root = self.root(&mut tree, count)?;
             let tokens = self
                 .stream
@@ -68,6 +82,7 @@ impl Gpu {
             Ok((
                 DataRun {
                     root,
+                    leaves,
                     chunks,
                     tokens,
                 },

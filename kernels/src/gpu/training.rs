@@ -10,7 +10,7 @@
 use super::device::{Gpu, GpuTimings, secs};
 use super::{GpuError, guard, launch};
 use crate::inference;
-use crate::merkle::Hash;
+use crate::merkle::MerkleTree;
 use crate::training::mlp::MlpGradient;
 use crate::training::network::NetworkGradient;
 use crate::training::{self, DataSet, Gradient, Network, Trained, TrainingParams};
@@ -281,15 +281,15 @@ impl Gpu {
     }
 
     /// Items `range` of an inference task: the reference model's forward pass (a
-    /// perceptron's with `hidden` units); returns the commitment and the samples
-    /// predicted right.
+    /// perceptron's with `hidden` units); returns the commitment's tree (built on the
+    /// host from the predictions and probabilities) and the samples predicted right.
     pub fn inference(
         &self,
         (features, classes, hidden): (u32, u32, Option<u32>),
         samples: u64,
         seed: u64,
         range: Range<u64>,
-    ) -> Result<(Hash, u64, GpuTimings), GpuError> {
+    ) -> Result<(MerkleTree, u64, GpuTimings), GpuError> {
         guard(|| {
             let (f, c) = (features as usize, classes as usize);
             let data = DataSet::new(f, c, samples, seed).map_err(shape)?;
@@ -308,13 +308,13 @@ impl Gpu {
                 .zip(&labels)
                 .filter(|(p, y)| p == y)
                 .count() as u64;
-            let digest = inference::commitment(f, c, &predictions, &probabilities);
+            let tree = inference::tree(c, &predictions, &probabilities);
             let timings = GpuTimings {
                 generate_s: secs(&start, &generated)?,
                 compute_s: secs(&generated, &end)?,
                 commit_s: 0.0,
             };
-            Ok((digest, correct, timings))
+            Ok((tree, correct, timings))
         })?
     }
 }

@@ -214,6 +214,26 @@ static int training(char** argv) {
     return 0;
 }
 
+// inference.rs: the Merkle root over one leaf per sample (0x00, prediction, quantized
+// probabilities), then the accuracy.
+static int print_inference(const Shard& s, const std::vector<u32>& pred,
+                           const std::vector<float>& p) {
+    std::vector<u8> tree(32 * tree_nodes(s.n));
+    u64 correct = 0;
+    for (u64 i = 0; i < s.n; ++i) {
+        correct += pred[i] == s.y[i];
+        Sha256 h;
+        sha256_begin(&h);
+        sha256_byte(&h, 0x00);
+        hash_u32(&h, pred[i]);
+        for (u32 c = 0; c < s.c; ++c) hash_u32(&h, (u32)quantize(p[i * s.c + c]));
+        sha256_finish(&h, &tree[32 * i]);
+    }
+    print_hex(&tree[32 * reduce(tree, (u32)s.n)]);
+    std::printf("%.6f\n", (double)correct / (double)s.n);
+    return 0;
+}
+
 static int inference(char** argv) {
     Shard s = shard(argv);
     // model.rs Model::reference.
@@ -226,22 +246,12 @@ static int inference(char** argv) {
         b[c] = -0.5f * inv_var * sq;
     }
     std::vector<float> z(s.n * s.c), p(s.n * s.c), loss(s.n);
-    Sha256 h;
-    sha256_begin(&h);
-    hash_tag(&h, "zop/inference/v1", s.f, s.c);
-    u64 correct = 0;
+    std::vector<u32> pred(s.n);
     for (u64 i = 0; i < s.n; ++i) {
-        u32 pred = forward_sample(w.data(), b.data(), s.x.data(), s.y.data(), i, s.f, s.c,
-                                  z.data(), p.data(), loss.data());
-        correct += pred == s.y[i];
-        hash_u32(&h, pred);
-        for (u32 c = 0; c < s.c; ++c) hash_u32(&h, (u32)quantize(p[i * s.c + c]));
+        pred[i] = forward_sample(w.data(), b.data(), s.x.data(), s.y.data(), i, s.f, s.c,
+                                 z.data(), p.data(), loss.data());
     }
-    u8 digest[32];
-    sha256_finish(&h, digest);
-    print_hex(digest);
-    std::printf("%.6f\n", (double)correct / (double)s.n);
-    return 0;
+    return print_inference(s, pred, p);
 }
 
 // mlp.rs Mlp::initial: V uniform in +-1/sqrt(F) from words 0.., W in +-1/sqrt(H) after.
@@ -356,23 +366,13 @@ static int mlp_inference(char** argv) {
         m.b[k] = 0.0f;
     }
     std::vector<float> hid(s.n * hidden), z(s.n * s.c), p(s.n * s.c), loss(s.n);
-    Sha256 h;
-    sha256_begin(&h);
-    hash_tag(&h, "zop/inference/v1", s.f, s.c);
-    u64 correct = 0;
+    std::vector<u32> pred(s.n);
     for (u64 i = 0; i < s.n; ++i) {
         hidden_sample(m.v.data(), m.cb.data(), s.x.data(), i, s.f, hidden, hid.data());
-        u32 pred = forward_sample(m.w.data(), m.b.data(), hid.data(), s.y.data(), i, hidden, s.c,
-                                  z.data(), p.data(), loss.data());
-        correct += pred == s.y[i];
-        hash_u32(&h, pred);
-        for (u32 c = 0; c < s.c; ++c) hash_u32(&h, (u32)quantize(p[i * s.c + c]));
+        pred[i] = forward_sample(m.w.data(), m.b.data(), hid.data(), s.y.data(), i, hidden, s.c,
+                                 z.data(), p.data(), loss.data());
     }
-    u8 digest[32];
-    sha256_finish(&h, digest);
-    print_hex(digest);
-    std::printf("%.6f\n", (double)correct / (double)s.n);
-    return 0;
+    return print_inference(s, pred, p);
 }
 
 int main(int argc, char** argv) {

@@ -1,9 +1,10 @@
-//! `POST /v1/proofs`: a worker answers the challenges of a committed compute-proof
-//! result. The body is read only after the caller is authenticated (it may be megabytes)
-//! and holds one of `--gateway-proof-concurrency` permits until its verdict,
-//! the answers are checked on a blocking thread against the recorded commitment with a
-//! fresh Freivalds secret (`zop_kernels::compute_proof::challenge::check`), and the
-//! verdict is written into the record before it moves the device's reputation. Each
+//! `POST /v1/proofs`: a worker answers the challenges of a committed result. The body
+//! is read only after the caller is authenticated (it may be megabytes) and holds one
+//! of `--gateway-proof-concurrency` permits until its verdict, the answers are checked
+//! on a blocking thread against the recorded commitment (compute-proof rows with a
+//! fresh Freivalds secret, `zop_kernels::compute_proof::challenge::check`; chunks and
+//! samples recomputed from the seed, `zop_kernels::spot::check`), and the verdict is
+//! written into the record before it moves the device's reputation. Each
 //! result is judged once: answering again returns the verdict on record.
 
 use super::checks::{draw_replay, foreign};
@@ -11,10 +12,12 @@ use super::protocol::{self, ApiError, Check, ErrorBody, ProofsResponse};
 use super::routes::caller;
 use super::work::{Loaded, allowed, busy, load, write};
 use super::{ClientAddr, GatewayState};
+use crate::api::protocol::ChallengedRow;
 use crate::devices::reputation::Outcome;
 use crate::tasks::assignment::Assignment;
 use crate::verifier::Evidence;
 use crate::verify::challenge;
+use crate::verify::challenge::Target;
 use axum::body::Body;
 use axum::extract::State as AxState;
 use axum::http::HeaderMap;
@@ -23,6 +26,8 @@ use k8s_openapi::jiff::Timestamp;
 use std::sync::Arc;
 use std::time::Instant;
 use zop_kernels::compute_proof::challenge::{Failure, Fragment, RowAnswer, true_row};
+use zop_kernels::merkle::Hash;
+use zop_kernels::spot::{self, Leaves, SpotFailure};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -98,24 +103,16 @@ pub async fn proofs(
             }
             None => return Err(ApiError::invalid("fragment", "was not challenged")),
         };
-        let f = challenge::fragment(&facts.spec, &facts.slicing, req.fragment)
+        let target = challenge::target(&facts.spec, &facts.slicing, req.fragment)
             .ok_or_else(ApiError::internal)?;
         let mut root = [0u8; 32];
         hex::decode_to_slice(&digest, &mut root).map_err(|_| ApiError::internal())?;
         let secret = super::secrets::random_u64()?;
         let (answers2, started) = (answers.clone(), Instant::now());
-        let checked = tokio::task::spawn_blocking(move || {
-            zop_kernels::compute_proof::challenge::check(
-                &f,
-                &root,
-                &challenge::refs(&rows),
-                &answers2,
-                secret,
-            )
-            .map_err(|e| (e.reason(), evidence(&f, &root, &e, &answers2)))
-        })
-        .await
-        .map_err(|_| ApiError::internal())?;
+        let checked =
+            tokio::task::spawn_blocking(move || verify(&target, &root, &rows, &answers2, secret))
+                .await
+                .map_err(|_| ApiError::internal())?;
         state
             .verifier
             .metrics
@@ -162,6 +159,49 @@ fn evidence_of(a: &Assignment, fragment: u32, reason: &str, detail: String) -> E
         fragment,
         reason: reason.into(),
         detail,
+    }
+}
+
+/// Checks the answers to the challenged `rows` of a fragment with `target` against its
+/// committed `root`: Freivalds' check of compute-proof rows with `secret`, or the
+/// recomputed leaves of a spot check. The failure's reason and evidence.
+fn verify(
+    target: &Target,
+    root: &[u8; 32],
+    rows: &[ChallengedRow],
+    answers: &[RowAnswer],
+    secret: u64,
+) -> std::result::Result<(), (&'static str, String)> {
+    match target {
+        Target::Rows(f) => zop_kernels::compute_proof::challenge::check(
+            f,
+            root,
+            &challenge::refs(rows),
+            answers,
+            secret,
+        )
+        .map_err(|e| (e.reason(), evidence(f, root, &e, answers))),
+        Target::Leaves(l) => {
+            let drawn: Vec<u64> = rows.iter().map(|r| u64::from(r.row)).collect();
+            let proofs: Vec<(u64, Vec<Hash>)> = answers
+                .iter()
+                .map(|a| (u64::from(a.at.row), a.product_proof.clone()))
+                .collect();
+            spot::check(l, root, &drawn, &proofs).map_err(|e| {
+                let item = match l {
+                    Leaves::Chunks { .. } => "chunk",
+                    Leaves::Samples { .. } => "sample",
+                };
+                let detail = match &e {
+                    SpotFailure::NotCommitted(i) => format!(
+                        "expected {item} {i}'s leaf, recomputed from the seed, with a proof into the committed root {}, received a proof that leads elsewhere or none",
+                        hex::encode(root)
+                    ),
+                    other => format!("expected a {item} of the fragment: {other}"),
+                };
+                (e.reason(), detail)
+            })
+        }
     }
 }
 

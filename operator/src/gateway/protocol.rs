@@ -46,12 +46,13 @@ pub fn decode_proofs(bytes: &[u8]) -> Result<(ProofsRequest, Vec<RowAnswer>), Ap
     }
     let mut out = Vec::with_capacity(req.answers.len());
     for (i, a) in req.answers.iter().enumerate() {
+        // Empty for a leaf's answer (the verifier recomputes the leaf itself).
         let values = decode_row(&a.values)
-            .filter(|v| !v.is_empty() && v.len() <= crate::api::task::MAX_DIMENSION as usize)
+            .filter(|v| v.len() <= crate::api::task::MAX_DIMENSION as usize)
             .ok_or_else(|| {
                 ApiError::invalid(
                     &format!("answers[{i}].values"),
-                    "must be base64 of 1 to 8192 little-endian int32 values",
+                    "must be base64 of 0 to 8192 little-endian int32 values",
                 )
             })?;
         out.push(RowAnswer {

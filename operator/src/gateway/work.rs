@@ -362,10 +362,10 @@ pub async fn results(
                             reason: fail.reason().into(),
                             detail: fail.to_string(),
                         });
-                    } else if let Some(f) =
-                        challenge::fragment(&facts.spec, &facts.slicing, r.fragment)
+                    } else if let Some(t) =
+                        challenge::target(&facts.spec, &facts.slicing, r.fragment)
                     {
-                        let rows = challenge::rows(&facts.spec, &f, super::secrets::random_u64()?);
+                        let rows = challenge::rows(&facts.spec, &t, super::secrets::random_u64()?);
                         a.judge(
                             r.fragment,
                             Check::Challenged {
