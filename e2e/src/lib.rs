@@ -118,8 +118,8 @@ impl Env {
     }
 }
 
-/// Deletes every ComputeTask of the cluster: tasks other tests left (the API examples, some
-/// of them hours of work) would compete with a test's own for the same simulated nodes.
+/// Deletes every ComputeTask of the cluster: tasks another test left behind (after a
+/// failure, say) would compete with a test's own for the same simulated nodes and agents.
 pub async fn delete_all_tasks(client: &Client) -> anyhow::Result<()> {
     use kube::ResourceExt;
     use zop_operator::api::ComputeTask;

@@ -3,7 +3,7 @@
 //! kubectl shows what a user needs.
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::Value;
 use std::path::Path;
@@ -15,8 +15,48 @@ const MANAGER: &str = "zop-e2e";
 
 /// Server-side applies `obj` (any of our kinds) and returns the API server's verdict.
 async fn apply(client: &Client, ns: &str, obj: &Value) -> Result<(), kube::Error> {
+    apply_with(client, ns, obj, PatchParams::apply(MANAGER).force()).await
+}
+
+/// [`apply`] as a server-side dry run: validated in full, nothing stored (an example
+/// task left behind would be executed by a later test's operator).
+async fn dry_run(client: &Client, ns: &str, obj: &Value) -> Result<(), kube::Error> {
+    apply_with(
+        client,
+        ns,
+        obj,
+        PatchParams::apply(MANAGER).force().dry_run(),
+    )
+    .await
+}
+
+/// Deletes what [`apply`] stored for `obj`.
+async fn remove(client: &Client, ns: &str, obj: &Value) {
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-    let pp = PatchParams::apply(MANAGER).force();
+    let dp = DeleteParams::default();
+    let _ = match obj["kind"].as_str() {
+        Some("Device") => Api::<Device>::all(client.clone())
+            .delete(name, &dp)
+            .await
+            .map(drop),
+        Some("Settlement") => Api::<Settlement>::all(client.clone())
+            .delete(name, &dp)
+            .await
+            .map(drop),
+        _ => Api::<ComputeTask>::namespaced(client.clone(), ns)
+            .delete(name, &dp)
+            .await
+            .map(drop),
+    };
+}
+
+async fn apply_with(
+    client: &Client,
+    ns: &str,
+    obj: &Value,
+    pp: PatchParams,
+) -> Result<(), kube::Error> {
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     match obj["kind"].as_str() {
         Some("Device") => Api::<Device>::all(client.clone())
             .patch(name, &pp, &Patch::Apply(obj))
@@ -55,7 +95,7 @@ async fn every_example_applies_cleanly() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
         let obj: Value = serde_saphyr::from_str(&text).unwrap();
-        apply(&env.client, "api-examples", &obj)
+        dry_run(&env.client, "api-examples", &obj)
             .await
             .unwrap_or_else(|e| panic!("{}: rejected: {e}", path.display()));
         applied += 1;
@@ -78,9 +118,12 @@ async fn every_invalid_manifest_is_rejected_with_a_message_naming_the_field() {
                 .await
                 .unwrap_or_else(|e| panic!("{}: the original was rejected: {e}", case.name));
         }
-        let err = apply(&env.client, "api-invalid", &case.object)
+        let err = dry_run(&env.client, "api-invalid", &case.object)
             .await
             .expect_err(&format!("{}: accepted by the API server", case.name));
+        if let Some(old) = &case.old {
+            remove(&env.client, "api-invalid", old).await;
+        }
         let kube::Error::Api(status) = &err else {
             panic!("{}: {err}", case.name)
         };
@@ -118,6 +161,7 @@ async fn kubectl_get_and_explain_show_what_a_user_needs() {
     install_crds(&env.client).await.expect("CRDs install");
     namespace(&env.client, "api-kubectl").await;
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut applied = Vec::new();
     for file in [
         "device-gpu-node.yaml",
         "computetask-compute-proof.yaml",
@@ -126,6 +170,7 @@ async fn kubectl_get_and_explain_show_what_a_user_needs() {
         let obj: Value =
             serde_saphyr::from_str(&std::fs::read_to_string(examples.join(file)).unwrap()).unwrap();
         apply(&env.client, "api-kubectl", &obj).await.expect(file);
+        applied.push(obj);
     }
     let all = kubectl(&env, &["get", "dev,ct,stl", "-A"]);
     for name in [
@@ -183,5 +228,8 @@ async fn kubectl_get_and_explain_show_what_a_user_needs() {
             short.split_whitespace().any(|w| w == name),
             "no short name {name}:\n{short}"
         );
+    }
+    for obj in &applied {
+        remove(&env.client, "api-kubectl", obj).await;
     }
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use zop_e2e::nodes::{Mix, create_extra_nodes};
 use zop_e2e::operator::{Operator, group_key, sample, spawn_agent};
-use zop_e2e::{Env, install_crds, wait_for};
+use zop_e2e::{Env, delete_all_tasks, install_crds, wait_for};
 use zop_operator::api::{Device, DeviceClass, DevicePhase};
 
 const TEST: &str = "devices";
@@ -94,6 +94,11 @@ async fn devices_onboard_join_heartbeat_and_survive_restarts() {
     };
     let client = env.client.clone();
     install_crds(&client).await.expect("CRDs install");
+    // Its operator serves the whole cluster: another test's task would run on these
+    // agents and move their reputation, which the restart check holds still.
+    delete_all_tasks(&client)
+        .await
+        .expect("deleting other tests' tasks");
     let ns = env.test_namespace("zop-devices").await.unwrap();
     let products = create_gpu_nodes(&client).await;
 

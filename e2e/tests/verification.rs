@@ -488,7 +488,10 @@ async fn cheaters_are_caught_and_quarantined_and_honest_workers_never_penalized(
         hashed.fragments.rejected
     );
     assert!(OUT_OF_WORK.contains(&d.phase), "{:?}", d.phase);
-    assert_eq!(hashed.fragments.verified, 4, "spot checks verify every chunk tree");
+    assert_eq!(
+        hashed.fragments.verified, 4,
+        "spot checks verify every chunk tree"
+    );
     assert!(hashed.fragments.rejected >= 1 && paid == 0);
     let ev = evidence(&client, &liar).await;
     let (_, note) = ev

@@ -92,7 +92,8 @@ pub struct FragmentCounts {
     /// executed again elsewhere).
     #[serde(default)]
     pub rejected: u32,
-    /// Completed by a kind of work that has no proof yet: accepted as reported.
+    /// Completed without a proof (training, or a task with no challenges) and not
+    /// settled by replay: accepted after the plausibility checks.
     #[serde(default)]
     pub unverified: u32,
     /// Failed past the retry limit.

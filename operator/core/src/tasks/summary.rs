@@ -47,7 +47,7 @@ pub fn verification(c: &FragmentCounts) -> String {
     let mut m = format!("{} of {} fragments verified", c.verified, c.total);
     if c.unverified > 0 {
         m += &format!(
-            ", {} accepted without verification (their kind has no proof yet)",
+            ", {} accepted without verification (no proof; not drawn for replay)",
             c.unverified
         );
     }
