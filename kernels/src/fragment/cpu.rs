@@ -66,9 +66,10 @@ pub(super) fn run_committed(
             let shard = data.shard(range).map_err(model_err)?;
             let model = Network::reference(&data, hidden).map_err(model_err)?;
             let out = inference::forward(&model, &shard).map_err(model_err)?;
+            let tree = out.tree();
             (
-                output::inference(kind, len, &out.tree().root(), out.correct),
-                None,
+                output::inference(kind, len, &tree.root(), out.correct),
+                Some(Committed::Leaves(tree)),
             )
         }
         FragmentKind::DataProcessing {

@@ -236,6 +236,38 @@ mod tests {
     }
 
     #[test]
+    fn every_challenged_kind_keeps_what_proves_its_commitment() {
+        use crate::data::Operation;
+        let ex = Executor::cpu();
+        let rows = ex.execute(&proof(), 0..2).unwrap();
+        assert!(
+            matches!(&rows.commitment, Some(Committed::Rows(c)) if crate::fragment::hex(&c.root()) == rows.output.digest)
+        );
+        let leaves = [
+            FragmentKind::DataProcessing {
+                operation: Operation::Sha256,
+                bytes: 10_000,
+                chunk_size: 1_000,
+                seed: 1,
+            },
+            FragmentKind::Inference {
+                features: 4,
+                classes: 3,
+                samples: 50,
+                seed: 1,
+                hidden: Some(6),
+            },
+        ];
+        for kind in leaves {
+            let e = ex.execute(&kind, 0..10).unwrap();
+            let Some(Committed::Leaves(tree)) = &e.commitment else {
+                panic!("{kind:?} keeps no leaves");
+            };
+            assert_eq!(crate::fragment::hex(&tree.root()), e.output.digest);
+        }
+    }
+
+    #[test]
     fn auto_always_opens_and_says_why_without_a_gpu() {
         let ex = Executor::open(DevicePreference::Auto).unwrap();
         match ex.gpu_name() {

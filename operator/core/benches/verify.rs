@@ -10,6 +10,8 @@
 //!    k = 66) and across a 100-fragment task (f = 1%, at the default k = 66 and at the
 //!    fewest challenges that reach 99.9%).
 //! 3. **Overhead of a task** next to plain 2× replication (BOINC's fixed quorum of 2).
+//! 4. **Spot checks** of data-processing chunks and inference samples: the fragment, the
+//!    worker's proofs and the operator's recomputation of the drawn leaves.
 //!
 //! Run with `cargo bench -p zop-core --bench verify` (`-- --quick` skips n = 8192).
 
@@ -20,6 +22,9 @@ use zop_core::verify::{
 };
 use zop_kernels::compute_proof::challenge::{Commitment, Fragment, check, draw_rows};
 use zop_kernels::compute_proof::{self, cpu};
+use zop_kernels::data::Operation;
+use zop_kernels::fragment::{Committed, FragmentKind, executor::Executor};
+use zop_kernels::spot::{self, Leaves};
 
 const K: u32 = 66;
 
@@ -130,6 +135,113 @@ fn main() {
             100.0 * time,
             1.0 / time.max(ours),
             1.0 / time.min(ours)
+        );
+    }
+
+    spot_checks(quick);
+}
+
+/// Section 4: each kind's fragment on one core, its proofs and the verifier's check.
+fn spot_checks(quick: bool) {
+    println!(
+        "\n4. spot checks ({}% of a fragment's leaves, at most {K})",
+        100.0 * zop_core::verify::challenge::SPOT_SHARE
+    );
+    println!(
+        "{:>34} {:>7} {:>5} {:>12} {:>10} {:>10} {:>9}",
+        "fragment", "leaves", "k", "fragment s", "proofs ms", "verify ms", "verify %"
+    );
+    let mib = if quick { 16 } else { 64 };
+    let cases = [
+        (
+            format!("sha256, {mib} MiB in 64 KiB chunks"),
+            FragmentKind::DataProcessing {
+                operation: Operation::Sha256,
+                bytes: mib << 20,
+                chunk_size: 65_536,
+                seed: 3,
+            },
+            0..(mib << 20),
+        ),
+        (
+            "inference, linear 256 x 10, 20,000".to_string(),
+            FragmentKind::Inference {
+                features: 256,
+                classes: 10,
+                samples: 20_000,
+                seed: 3,
+                hidden: None,
+            },
+            0..20_000,
+        ),
+        (
+            "inference, mlp 256-512-10, 20,000".to_string(),
+            FragmentKind::Inference {
+                features: 256,
+                classes: 10,
+                samples: 20_000,
+                seed: 3,
+                hidden: Some(512),
+            },
+            0..20_000,
+        ),
+    ];
+    let ex = Executor::cpu();
+    for (name, kind, range) in cases {
+        let started = Instant::now();
+        let run = ex.execute(&kind, range.clone()).expect("runs");
+        let fragment_s = started.elapsed().as_secs_f64();
+        let Some(Committed::Leaves(tree)) = run.commitment else {
+            panic!("{name}: no leaves kept");
+        };
+        let leaves = match kind {
+            FragmentKind::DataProcessing {
+                operation,
+                chunk_size,
+                seed,
+                ..
+            } => Leaves::Chunks {
+                operation,
+                seed,
+                chunk_size,
+                range,
+            },
+            FragmentKind::Inference {
+                features,
+                classes,
+                samples,
+                seed,
+                hidden,
+            } => Leaves::Samples {
+                data: (features, classes, samples, seed),
+                hidden,
+                range,
+            },
+            _ => unreachable!("only spot-checked kinds are listed"),
+        };
+        let share = (leaves.count() as f64 * zop_core::verify::challenge::SPOT_SHARE).ceil() as u64;
+        let k = share.clamp(1, u64::from(K)) as u32;
+        let drawn = spot::draw(0x5eed, leaves.count(), k);
+        let started = Instant::now();
+        let proofs = spot::answer(&tree, &drawn).expect("drawn leaves exist");
+        let proofs_s = started.elapsed().as_secs_f64();
+        let verify_s = (0..3)
+            .map(|_| {
+                let started = Instant::now();
+                let verdict = spot::check(&leaves, &tree.root(), &drawn, &proofs);
+                assert_eq!(verdict, Ok(()), "an honest fragment must verify");
+                started.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "{:>34} {:>7} {:>5} {:>12.3} {:>10.3} {:>10.2} {:>8.2}%",
+            name,
+            leaves.count(),
+            drawn.len(),
+            fragment_s,
+            proofs_s * 1e3,
+            verify_s * 1e3,
+            100.0 * verify_s / fragment_s
         );
     }
 }
