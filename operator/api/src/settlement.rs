@@ -52,6 +52,12 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("self.epoch == 0 || self.previousHash != '0000000000000000000000000000000000000000000000000000000000000000'")
         .message("only epoch 0 may follow the genesis hash")
         .field_path(".previousHash"),
+    validation = Rule::new("self.part < self.parts")
+        .message("part must be below parts")
+        .field_path(".part"),
+    validation = Rule::new("self.epoch == 0 ? has(self.schedule) : !has(self.schedule)")
+        .message("schedule is set in epoch 0, the genesis record, and only there")
+        .field_path(".schedule"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SettlementSpec {
@@ -67,12 +73,85 @@ pub struct SettlementSpec {
     pub entries: Vec<SettlementEntry>,
     /// Sums over the entries.
     pub totals: SettlementTotals,
+    /// The pool's balance after this record, in base units: what the previous record
+    /// left, less this epoch's emission, plus what it returned.
+    #[serde(default)]
+    pub pool: BaseUnits,
+    /// Epoch 0 only, the genesis record: the emission schedule, sealed for the life of
+    /// the ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<EmissionSchedule>,
+    /// When an epoch's entries exceed one object's bound they are split over `parts`
+    /// objects, chained in order; this is part `part`, from 0.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self < 64").message("part must be below 64"))]
+    pub part: u32,
+    /// Objects this epoch's entries are split over, 1 to 64.
+    #[serde(default = "one_part")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 64").message("parts must be between 1 and 64"))]
+    pub parts: u32,
+    /// Account operations this epoch records (stake bonded or unbonded, withdrawals), in
+    /// the order they apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2000))]
+    pub operations: Vec<AccountOperation>,
     /// The previous settlement's hash; 64 zeros for epoch 0.
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub previous_hash: String,
     /// SHA-256 over this spec's canonical form without this field, in hex.
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub hash: String,
+}
+
+fn one_part() -> u32 {
+    1
+}
+
+/// The emission schedule, declared in the operator's configuration and sealed into the
+/// genesis record: exponential decay, each epoch releasing a fixed share of what the pool
+/// holds. Nothing is ever minted: the pool starts at `supply` and only pays out.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct EmissionSchedule {
+    /// The whole supply, minted once into the pool (100,000,000 CXT).
+    pub supply: BaseUnits,
+    /// Seconds per epoch.
+    #[x_kube(validation = Rule::new("self >= 1").message("epochSeconds must be positive"))]
+    pub epoch_seconds: u64,
+    /// Parts per million of the pool's balance released each epoch, 1 to 1,000,000.
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000000").message("releasePpm must be between 1 and 1000000"))]
+    pub release_ppm: u32,
+}
+
+/// A change to a provider's account, recorded in the chain.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountOperation {
+    /// A unique id (a withdrawal is recorded, and paid, once per id).
+    #[schemars(length(min = 1, max = 128))]
+    pub id: String,
+    /// The provider account.
+    #[schemars(length(min = 1, max = 63))]
+    pub provider: String,
+    /// What happens.
+    pub kind: OperationKind,
+    /// The amount, in base units.
+    pub amount: BaseUnits,
+    /// Withdrawals: where the payout goes, outside the cluster (opaque here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub destination: Option<String>,
+}
+
+/// Account operations.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperationKind {
+    /// Stake bonded from the balance.
+    Bond,
+    /// Stake unbonded: back to the balance after the cool-down.
+    Unbond,
+    /// A payout out of the balance.
+    Withdraw,
 }
 
 /// A half-open time window `[start, end)`.

@@ -54,7 +54,7 @@ pub fn seal(mut spec: SettlementSpec) -> SettlementSpec {
     spec
 }
 
-/// Checks every hash and every link of a chain sorted by epoch. Epoch 0 must follow the
+/// Checks every hash and every link of a chain sorted by epoch and part. Epoch 0 must follow the
 /// genesis hash; a list that starts later (a suffix of the chain) trusts its first link.
 pub fn verify(chain: &[SettlementSpec]) -> Result<(), ChainError> {
     let mut prev: Option<&SettlementSpec> = None;
@@ -68,7 +68,11 @@ pub fn verify(chain: &[SettlementSpec]) -> Result<(), ChainError> {
             });
         }
         let expected_prev = match prev {
-            Some(p) if s.epoch != p.epoch + 1 => {
+            // The next epoch's first part, or the next part of the same epoch.
+            Some(p)
+                if !((s.epoch == p.epoch + 1 && s.part == 0)
+                    || (s.epoch == p.epoch && s.part == p.part + 1)) =>
+            {
                 return Err(ChainError::Gap {
                     prev: p.epoch,
                     found: s.epoch,
@@ -120,6 +124,11 @@ mod tests {
                 reward: BaseUnits(990),
                 returned_to_pool: BaseUnits(10),
             },
+            pool: BaseUnits(0),
+            schedule: None,
+            part: 0,
+            parts: 1,
+            operations: Vec::new(),
             previous_hash: previous_hash.into(),
             hash: String::new(),
         })
