@@ -620,7 +620,13 @@ async fn run_pod(shared: Arc<Shared>, uid: String, mut rx: watch::Receiver<PodVi
         Ok(hold) => hold,
         Err(e) => {
             eprintln!("pod-runner: {pod_ref}: {e}");
-            shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+            // Only a GPU that does not fit is the kubelet's refusal; a node deleted under
+            // a pod about to start is not.
+            let counter = match e {
+                RunError::OutOfGpu(_) => &shared.counters.refused,
+                _ => &shared.counters.failed_to_start,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             let patch = not_started_status(&pod, &e, &started_at);
             patch_status(&pods, &pod_ref, &patch).await;
             return uid;
