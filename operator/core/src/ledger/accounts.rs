@@ -189,11 +189,13 @@ impl Ledger {
 
     fn genesis(&mut self, s: &SettlementSpec) -> Result<(), LedgerError> {
         let Some(schedule) = &s.schedule else {
-            return Err(LedgerError::Genesis("expected the emission schedule".into()));
+            return Err(LedgerError::Genesis(
+                "expected the emission schedule".into(),
+            ));
         };
-        emission::check(schedule).map_err(|e: ScheduleError| LedgerError::Genesis(e.to_string()))?;
-        if s.parts != 1 || s.emission.0 != 0 || !s.entries.is_empty() || !s.operations.is_empty()
-        {
+        emission::check(schedule)
+            .map_err(|e: ScheduleError| LedgerError::Genesis(e.to_string()))?;
+        if s.parts != 1 || s.emission.0 != 0 || !s.entries.is_empty() || !s.operations.is_empty() {
             return Err(LedgerError::Genesis(
                 "expected one part with no emission, entries or operations".into(),
             ));
@@ -205,7 +207,13 @@ impl Ledger {
         Ok(())
     }
 
-    fn sum(&self, epoch: u64, what: &'static str, expected: u64, found: u64) -> Result<(), LedgerError> {
+    fn sum(
+        &self,
+        epoch: u64,
+        what: &'static str,
+        expected: u64,
+        found: u64,
+    ) -> Result<(), LedgerError> {
         if expected == found {
             Ok(())
         } else {
@@ -221,23 +229,40 @@ impl Ledger {
     fn epoch(&mut self, s: &SettlementSpec) -> Result<(), LedgerError> {
         let e = s.epoch;
         if s.schedule.is_some() {
-            return Err(LedgerError::Genesis(format!("epoch {e} carries a schedule")));
+            return Err(LedgerError::Genesis(format!(
+                "epoch {e} carries a schedule"
+            )));
         }
         if s.part == 0 {
             self.pool_before = self.pool;
             self.epoch_paid = 0;
             self.mature(e);
             let expected = self.next_emission();
-            self.sum(e, "emission (the schedule's release)", expected, s.emission.0)?;
+            self.sum(
+                e,
+                "emission (the schedule's release)",
+                expected,
+                s.emission.0,
+            )?;
         } else {
             let (_, _, parts) = self.last.unwrap_or_default();
-            self.sum(e, "parts (as the epoch's first part said)", u64::from(parts), u64::from(s.parts))?;
+            self.sum(
+                e,
+                "parts (as the epoch's first part said)",
+                u64::from(parts),
+                u64::from(s.parts),
+            )?;
         }
         let rewards: u64 = s.entries.iter().map(|x| x.reward.0).sum();
         let work: u64 = s.entries.iter().map(|x| x.work_units).sum();
         self.sum(e, "totals.reward", rewards, s.totals.reward.0)?;
         self.sum(e, "totals.workUnits", work, s.totals.work_units)?;
-        self.sum(e, "totals.providers", s.entries.len() as u64, u64::from(s.totals.providers))?;
+        self.sum(
+            e,
+            "totals.providers",
+            s.entries.len() as u64,
+            u64::from(s.totals.providers),
+        )?;
         for x in &s.entries {
             let a = self.accounts.entry(x.provider.clone()).or_default();
             a.rewards = a.rewards.saturating_add(x.reward.0);
@@ -255,11 +280,17 @@ impl Ledger {
                 s.emission.0,
                 self.epoch_paid.saturating_add(returned),
             )?;
-            let pool = (self.pool_before - s.emission.0.min(self.pool_before)).saturating_add(returned);
+            let pool =
+                (self.pool_before - s.emission.0.min(self.pool_before)).saturating_add(returned);
             self.sum(e, "pool", pool, s.pool.0)?;
             self.pool = pool;
             let supply = self.schedule.as_ref().map_or(0, |s| s.supply.0);
-            self.sum(e, "rewards ever paid plus the pool (the supply)", supply, self.paid.saturating_add(self.pool))?;
+            self.sum(
+                e,
+                "rewards ever paid plus the pool (the supply)",
+                supply,
+                self.paid.saturating_add(self.pool),
+            )?;
         }
         Ok(())
     }

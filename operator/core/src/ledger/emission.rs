@@ -50,9 +50,19 @@ pub enum ScheduleError {
 /// Checks a schedule's values: the supply is the fixed pool, epochs last at least a
 /// second, and the release is 1 to 10⁶ ppm.
 pub fn check(s: &EmissionSchedule) -> Result<(), ScheduleError> {
-    let invalid = |field, value, range| Err(ScheduleError::Invalid { field, value, range });
+    let invalid = |field, value, range| {
+        Err(ScheduleError::Invalid {
+            field,
+            value,
+            range,
+        })
+    };
     if s.supply.0 != POOL_BASE_UNITS {
-        return invalid("supply", s.supply.0, "exactly 100,000,000 CXT (10^14 base units)");
+        return invalid(
+            "supply",
+            s.supply.0,
+            "exactly 100,000,000 CXT (10^14 base units)",
+        );
     }
     if s.epoch_seconds == 0 {
         return invalid("epochSeconds", 0, "1..");
@@ -70,7 +80,11 @@ pub fn check_sealed(
 ) -> Result<(), ScheduleError> {
     let fields = [
         ("supply", sealed.supply.0, configured.supply.0),
-        ("epochSeconds", sealed.epoch_seconds, configured.epoch_seconds),
+        (
+            "epochSeconds",
+            sealed.epoch_seconds,
+            configured.epoch_seconds,
+        ),
         (
             "releasePpm",
             u64::from(sealed.release_ppm),
@@ -126,7 +140,10 @@ mod tests {
         configured.supply = BaseUnits(POOL_BASE_UNITS + 1);
         assert!(matches!(
             check(&configured),
-            Err(ScheduleError::Invalid { field: "supply", .. })
+            Err(ScheduleError::Invalid {
+                field: "supply",
+                ..
+            })
         ));
         assert_eq!(check_sealed(&sealed.clone(), &sealed), Ok(()));
     }

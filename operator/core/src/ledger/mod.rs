@@ -8,3 +8,4 @@ pub mod chain;
 pub mod emission;
 pub mod rewards;
 pub mod settle;
+pub mod work;

@@ -72,7 +72,10 @@ fn epochs_credit_rewards_and_keep_the_supply() {
 fn stake_bonds_boosts_unbonds_after_the_cool_down_and_never_mints() {
     let ten_k = 10_000 * crate::api::BASE_UNITS_PER_CXT;
     let (_, l) = chain(&[
-        (vec![work("a", 100)], vec![op("s1", "a", OperationKind::Bond, ten_k)]),
+        (
+            vec![work("a", 100)],
+            vec![op("s1", "a", OperationKind::Bond, ten_k)],
+        ),
         (vec![work("a", 100), work("b", 100)], vec![]),
     ]);
     assert_eq!(l.stake("a"), ten_k);
@@ -80,14 +83,19 @@ fn stake_bonds_boosts_unbonds_after_the_cool_down_and_never_mints() {
     let b = &l.accounts["b"];
     // Epoch 2: equal work, a's stake doubles its weight.
     let e2 = a.rewards - 10_000_000_000;
-    assert!(e2 > b.rewards * 2 - 2 && e2 < b.rewards * 2 + 2, "{e2} vs {}", b.rewards);
+    assert!(
+        e2 > b.rewards * 2 - 2 && e2 < b.rewards * 2 + 2,
+        "{e2} vs {}",
+        b.rewards
+    );
     assert_eq!(l.paid + l.pool, crate::api::POOL_BASE_UNITS);
     // Unbonding locks the stake until the cool-down ends.
     let mut epochs = vec![(vec![], vec![op("u1", "a", OperationKind::Unbond, ten_k)])];
     epochs.extend((0..UNBOND_EPOCHS).map(|_| (vec![], vec![])));
-    let mut all = vec![
-        (vec![work("a", 100)], vec![op("s1", "a", OperationKind::Bond, ten_k)]),
-    ];
+    let mut all = vec![(
+        vec![work("a", 100)],
+        vec![op("s1", "a", OperationKind::Bond, ten_k)],
+    )];
     all.extend(epochs);
     let (_, l) = chain(&all);
     assert_eq!(l.stake("a"), 0);
@@ -119,7 +127,9 @@ fn overdrafts_and_repeated_withdrawals_are_refused_and_a_forged_one_fails_replay
     assert!(reasons[3].contains("stake of 0"), "{reasons:?}");
     // A record that pays out more than the balance, sealed and chained, still fails.
     let mut forged = s.records[0].clone();
-    forged.operations.push(op("w9", "a", OperationKind::Withdraw, 5));
+    forged
+        .operations
+        .push(op("w9", "a", OperationKind::Withdraw, 5));
     let forged = seal(forged);
     let mut tampered = records.clone();
     tampered.push(forged);
@@ -131,7 +141,8 @@ fn overdrafts_and_repeated_withdrawals_are_refused_and_a_forged_one_fails_replay
 #[test]
 fn every_sum_is_checked_and_names_the_epoch() {
     let (records, _) = chain(&[(vec![work("a", 100), work("b", 1)], vec![])]);
-    let cases: [(&str, fn(&mut SettlementSpec)); 5] = [
+    type Tamper = fn(&mut SettlementSpec);
+    let cases: [(&str, Tamper); 5] = [
         ("emission", |s| s.emission.0 += 1),
         ("totals.reward", |s| s.entries[0].reward.0 += 1),
         ("pool", |s| s.pool.0 -= 1),
@@ -142,18 +153,26 @@ fn every_sum_is_checked_and_names_the_epoch() {
         let mut bad = records.clone();
         tamper(&mut bad[1]);
         let e = Ledger::replay(&bad).unwrap_err();
-        assert!(e.to_string().contains(what) && e.to_string().contains("epoch 1"), "{what}: {e}");
+        assert!(
+            e.to_string().contains(what) && e.to_string().contains("epoch 1"),
+            "{what}: {e}"
+        );
     }
     let e = Ledger::replay(&records[1..]).unwrap_err();
     assert_eq!(e, LedgerError::NoGenesis { epoch: 1 });
     let mut bad_genesis = records.clone();
     bad_genesis[0].schedule.as_mut().unwrap().supply.0 += 1;
-    assert!(matches!(Ledger::replay(&bad_genesis), Err(LedgerError::Genesis(_))));
+    assert!(matches!(
+        Ledger::replay(&bad_genesis),
+        Err(LedgerError::Genesis(_))
+    ));
 }
 
 #[test]
 fn many_providers_split_into_chained_parts() {
-    let many: Vec<Contribution> = (0..4_500).map(|i| work(&format!("p{i:05}"), 1 + i % 7)).collect();
+    let many: Vec<Contribution> = (0..4_500)
+        .map(|i| work(&format!("p{i:05}"), 1 + i % 7))
+        .collect();
     let (records, l) = chain(&[(many, vec![]), (vec![work("p00000", 1)], vec![])]);
     let parts: Vec<(u64, u32, u32, usize)> = records
         .iter()
@@ -161,12 +180,21 @@ fn many_providers_split_into_chained_parts() {
         .collect();
     assert_eq!(
         parts,
-        vec![(0, 0, 1, 0), (1, 0, 3, 2000), (1, 1, 3, 2000), (1, 2, 3, 500), (2, 0, 1, 1)]
+        vec![
+            (0, 0, 1, 0),
+            (1, 0, 3, 2000),
+            (1, 1, 3, 2000),
+            (1, 2, 3, 500),
+            (2, 0, 1, 1)
+        ]
     );
     assert_eq!(l.paid + l.pool, crate::api::POOL_BASE_UNITS);
     assert_eq!(chain::verify(&records), Ok(()));
     // A part dropped from the middle breaks the order.
     let mut missing = records.clone();
     missing.remove(2);
-    assert!(matches!(Ledger::replay(&missing), Err(LedgerError::Order { .. })));
+    assert!(matches!(
+        Ledger::replay(&missing),
+        Err(LedgerError::Order { .. })
+    ));
 }

@@ -22,11 +22,20 @@ fn rewards_follow_work_quality_reputation_and_stake() {
             c("d", 100, 1000, 500, FULL_STAKE),
         ],
     );
-    let r: Vec<(&str, u64)> = s.entries.iter().map(|e| (e.provider.as_str(), e.reward.0)).collect();
+    let r: Vec<(&str, u64)> = s
+        .entries
+        .iter()
+        .map(|e| (e.provider.as_str(), e.reward.0))
+        .collect();
     // Weights 300, 100, 50, 100 (half reputation, double stake): 550 in all.
     assert_eq!(
         r,
-        vec![("a", 545_455), ("b", 181_818), ("c", 90_909), ("d", 181_818)]
+        vec![
+            ("a", 545_455),
+            ("b", 181_818),
+            ("c", 90_909),
+            ("d", 181_818)
+        ]
     );
     assert_eq!(r.iter().map(|x| x.1).sum::<u64>(), 1_000_000);
     assert_eq!(s.returned, 0);
@@ -36,7 +45,14 @@ fn rewards_follow_work_quality_reputation_and_stake() {
 #[test]
 fn the_residue_goes_to_the_largest_remainders_then_by_name() {
     // Three equal weights share 10 units: 3 each and 1 left, to the first name.
-    let s = split(10, &[c("z", 1, 1000, 1000, 0), c("m", 1, 1000, 1000, 0), c("a", 1, 1000, 1000, 0)]);
+    let s = split(
+        10,
+        &[
+            c("z", 1, 1000, 1000, 0),
+            c("m", 1, 1000, 1000, 0),
+            c("a", 1, 1000, 1000, 0),
+        ],
+    );
     let r: Vec<u64> = s.entries.iter().map(|e| e.reward.0).collect();
     assert_eq!(r, vec![4, 3, 3]);
     assert_eq!(s.entries[0].provider, "a");
@@ -63,7 +79,10 @@ fn huge_weights_divide_exactly() {
     // Weights near 2^95 with an emission near the whole supply: no overflow, exact sum.
     let s = split(
         crate::api::POOL_BASE_UNITS,
-        &[c("a", u64::MAX, 1000, 1000, FULL_STAKE), c("b", u64::MAX / 3, 999, 997, 0)],
+        &[
+            c("a", u64::MAX, 1000, 1000, FULL_STAKE),
+            c("b", u64::MAX / 3, 999, 997, 0),
+        ],
     );
     assert_eq!(
         s.entries.iter().map(|e| e.reward.0).sum::<u64>(),
