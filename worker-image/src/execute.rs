@@ -107,6 +107,7 @@ pub fn fragment(
             losses: q.losses.clone(),
             correct: q.correct,
         }),
+        payable_ms: None,
     };
     Ok((result, run))
 }

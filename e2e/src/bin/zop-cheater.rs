@@ -208,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
                     check: None,
                     replay_wanted_ms: None,
                     quality: None,
+                    payable_ms: None,
                 }],
             };
             let resp = match client.results(Bearer::Token(&token), &req).await {
@@ -312,6 +313,7 @@ async fn lie(client: &GatewayClient, token: &str, work: &zop_operator::api::prot
                 check: None,
                 replay_wanted_ms: None,
                 quality: None,
+                payable_ms: None,
             }],
         };
         let verdict = client.results(Bearer::Token(token), &req).await;
@@ -368,6 +370,7 @@ async fn flatter(
                     losses,
                     correct: (honest.correct + 1).min(span.end - span.start),
                 }),
+                payable_ms: None,
             }],
         };
         let verdict = client.results(Bearer::Token(token), &req).await;
@@ -398,6 +401,7 @@ async fn foreign(client: &GatewayClient, token: &str, args: &Args) {
             check: None,
             replay_wanted_ms: None,
             quality: None,
+            payable_ms: None,
         }],
     };
     match client.results(Bearer::Token(token), &req).await {

@@ -293,6 +293,10 @@ pub struct FragmentResult {
     /// Training and inference: what the model measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<ResultQuality>,
+    /// When the result became payable, Unix milliseconds (records only): verified, or
+    /// accepted without a proof. It fixes the epoch that pays it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payable_ms: Option<i64>,
 }
 
 fn is_zero(v: &i64) -> bool {

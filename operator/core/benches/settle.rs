@@ -56,6 +56,7 @@ fn main() {
                     }),
                     replay_wanted_ms: None,
                     quality: None,
+                    payable_ms: Some(2_000 + (i as i64 % 3_000_000)),
                 })
                 .collect(),
             created_ms: 0,

@@ -377,9 +377,13 @@ pub async fn results(
                             fragment: r.fragment,
                             rows,
                         });
-                    } else if !a.replay && draw_replay(&state, &facts, &a.device)? {
-                        // Accepted without a proof: a sampled share is executed again.
-                        a.want_replay(r.fragment, now);
+                    } else {
+                        // Accepted without a proof: payable now, and a sampled share is
+                        // executed again.
+                        a.accept(r.fragment, now);
+                        if !a.replay && draw_replay(&state, &facts, &a.device)? {
+                            a.want_replay(r.fragment, now);
+                        }
                     }
                 }
                 Ok(false) => {

@@ -1,17 +1,17 @@
 //! An epoch's contributions, from the operator's own assignment records (tenants and
 //! workers cannot write them). Pure.
 //!
-//! - **Which epoch.** A result belongs to the epoch whose window holds the time the
-//!   gateway received it (`receivedMs`, the operator's clock), so each result falls in
-//!   exactly one epoch, and which one is fixed when it is recorded: it survives restarts.
+//! - **Which epoch.** A result belongs to the epoch whose window holds the time it
+//!   became payable (`payableMs`: verified, or accepted without a proof, on the
+//!   operator's clock), so each result falls in exactly one epoch, and which one is fixed
+//!   in the record when it becomes payable: it survives restarts.
 //! - **As of the cutoff.** An epoch is settled at its cutoff (window end plus a grace
-//!   longer than the challenge timeout, so every result received in the window has its
-//!   verdict), and each result counts as its verdict stood then: verified by then, or
-//!   accepted without a proof; still challenged, or rejected by then, it earns nothing. A
-//!   rejection after the cutoff (a replay vote) does not reach back into a settled epoch:
-//!   the result was paid, and the replay's penalty falls on the device's reputation.
-//!   Every verdict carries its time, so settling an epoch again after a crash counts the
-//!   same results.
+//!   for records being written), and each payable result counts unless it was rejected
+//!   by then. A rejection after the cutoff (a replay vote) does not reach back into a
+//!   settled epoch: the result was paid, and the penalty falls on the device's
+//!   reputation. Every verdict carries its time, so settling an epoch again after a crash
+//!   counts the same results. Results rejected in the window (by payable time, or by the
+//!   time of rejection for those never payable) lower the provider's quality.
 //! - **Whose.** A result is its device's provider's ([`DeviceFacts`]); a result of a
 //!   device that no longer exists cannot be paid to anyone and is left out (counted).
 //! - **Weights.** Work units at the slicer's cost (the record's, which the gateway
@@ -33,16 +33,17 @@ pub struct DeviceFacts {
     pub reputation: u32,
 }
 
-/// Whether a result counts, as its verdict stood at `cutoff_ms`: `Some(true)` it earns,
-/// `Some(false)` it was rejected, `None` it had no verdict yet.
-pub fn counted_at(r: &FragmentResult, cutoff_ms: i64) -> Option<bool> {
-    match &r.check {
-        None => Some(true),
-        Some(Check::Verified { at_ms }) => (*at_ms <= cutoff_ms).then_some(true),
-        Some(Check::Challenged { .. }) => None,
-        // Rejected after the cutoff: a replay vote overruled a result that had been
-        // accepted (a challenge times out well before the cutoff).
-        Some(Check::Rejected { at_ms, .. }) => Some(*at_ms > cutoff_ms),
+/// How a result stood at `cutoff_ms`: `Ok(payable)` if it counts, `Err(at)` if it was
+/// rejected (at `at`), `None` if it was neither payable nor rejected by then.
+pub fn standing_at(r: &FragmentResult, cutoff_ms: i64) -> Option<Result<i64, i64>> {
+    let rejected = match &r.check {
+        Some(Check::Rejected { at_ms, .. }) if *at_ms <= cutoff_ms => Some(*at_ms),
+        _ => None,
+    };
+    match (r.payable_ms, rejected) {
+        (_, Some(at)) => Some(Err(at)),
+        (Some(p), None) if p <= cutoff_ms => Some(Ok(p)),
+        _ => None,
     }
 }
 
@@ -77,25 +78,32 @@ pub fn contributions<'a>(
     let mut rows: BTreeMap<&str, Row> = BTreeMap::new();
     let mut out = Gathered::default();
     for a in records {
-        let in_window = a.results.iter().filter(|r| window.contains(&r.received_ms));
-        let Some(device) = devices.get(&a.device) else {
-            out.orphaned += in_window
-                .filter(|r| counted_at(r, cutoff_ms) == Some(true))
-                .count() as u64;
-            continue;
-        };
-        for r in in_window {
+        let device = devices.get(&a.device);
+        for r in &a.results {
+            let standing = standing_at(r, cutoff_ms);
+            // A rejection counts against the window of its payable time, or of the
+            // rejection itself if it was never payable.
+            let at = match standing {
+                Some(Ok(p)) => p,
+                Some(Err(at)) => r.payable_ms.unwrap_or(at),
+                None => continue,
+            };
+            if !window.contains(&at) {
+                continue;
+            }
+            let Some(device) = device else {
+                out.orphaned += u64::from(matches!(standing, Some(Ok(_))));
+                continue;
+            };
             let row = rows.entry(device.provider.as_str()).or_default();
-            match counted_at(r, cutoff_ms) {
-                Some(true) => {
-                    row.work = row.work.saturating_add(r.work_units);
-                    row.counted += 1;
-                    row.reputation_work +=
-                        u128::from(device.reputation.min(1000)) * u128::from(r.work_units);
-                    out.results += 1;
-                }
-                Some(false) => row.rejected += 1,
-                None => {}
+            if let Some(Ok(_)) = standing {
+                row.work = row.work.saturating_add(r.work_units);
+                row.counted += 1;
+                row.reputation_work +=
+                    u128::from(device.reputation.min(1000)) * u128::from(r.work_units);
+                out.results += 1;
+            } else {
+                row.rejected += 1;
             }
         }
     }
@@ -122,16 +130,17 @@ mod tests {
     use super::*;
     use crate::tasks::assignment::State;
 
-    fn result(fragment: u32, received_ms: i64, check: Option<Check>) -> FragmentResult {
+    fn result(fragment: u32, payable_ms: Option<i64>, check: Option<Check>) -> FragmentResult {
         FragmentResult {
             fragment,
             digest: "a".repeat(64),
             work_units: 10,
             elapsed_ms: 1,
-            received_ms,
+            received_ms: payable_ms.unwrap_or(0),
             check,
             replay_wanted_ms: None,
             quality: None,
+            payable_ms,
         }
     }
 
@@ -182,50 +191,52 @@ mod tests {
     }
 
     #[test]
-    fn results_count_in_the_window_of_their_receipt_as_their_verdict_stood_at_the_cutoff() {
+    fn results_count_in_the_window_they_became_payable_as_their_verdict_stood_at_the_cutoff() {
         let verified = |at_ms| Some(Check::Verified { at_ms });
         let records = [
             record(
                 "d1",
                 vec![
-                    result(0, 100, verified(150)),
-                    result(1, 999, verified(1_100)),
-                    result(2, 1_000, verified(1_010)), // the next window
-                    result(3, 500, None),              // accepted, no proof
-                    result(4, 600, rejected(700)),
-                    result(5, 700, rejected(5_000)), // overruled after the cutoff
+                    result(0, Some(150), verified(150)),
+                    result(1, Some(999), verified(999)),
+                    result(2, Some(1_000), verified(1_000)), // the next window
+                    result(3, Some(500), None),              // accepted, no proof
+                    result(4, Some(600), rejected(700)),     // overruled in time
+                    result(5, Some(700), rejected(5_000)),   // overruled after the cutoff
                     result(
                         6,
-                        800,
+                        None,
                         Some(Check::Challenged {
                             rows: vec![],
                             at_ms: 800,
                         }),
                     ),
-                    result(7, 900, verified(3_000)), // verified after the cutoff
+                    result(7, None, rejected(900)), // failed its challenge
                 ],
             ),
-            record("d2", vec![result(0, 10, verified(20))]),
-            record("d3", vec![result(0, 10, verified(20))]),
-            record("gone", vec![result(0, 10, verified(20))]),
+            record("d2", vec![result(0, Some(10), verified(10))]),
+            record("d3", vec![result(0, Some(10), verified(10))]),
+            record("gone", vec![result(0, Some(10), verified(10))]),
         ];
         let g = contributions(&records, 0..1_000, 2_000, &facts());
         assert_eq!((g.results, g.orphaned), (6, 1));
         let acme = &g.contributions[0];
         assert_eq!(acme.provider, "acme");
-        // d1: fragments 0, 1, 3 and 5 count; 4 was rejected; d2: one.
+        // d1: fragments 0, 1, 3 and 5 count, 4 and 7 were rejected; d2: one.
         assert_eq!(acme.work_units, 50);
-        assert_eq!(acme.quality, 1000 * 5 / 6);
+        assert_eq!(acme.quality, 1000 * 5 / 7);
         assert_eq!(acme.reputation, (4 * 1000 + 500) / 5);
         assert_eq!(g.contributions[1].provider, "bob");
         // The same records settle the same way whenever the settlement runs after the
-        // cutoff.
+        // cutoff; fragment 2 is the next epoch's.
         assert_eq!(contributions(&records, 0..1_000, 2_000, &facts()), g);
+        let next = contributions(&records, 1_000..2_000, 3_000, &facts());
+        assert_eq!(next.results, 1);
     }
 
     #[test]
     fn a_provider_with_only_rejected_results_earns_nothing() {
-        let records = [record("d3", vec![result(0, 10, rejected(20))])];
+        let records = [record("d3", vec![result(0, None, rejected(20))])];
         let g = contributions(&records, 0..1_000, 2_000, &facts());
         assert!(g.contributions.is_empty());
     }

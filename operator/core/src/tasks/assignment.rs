@@ -110,6 +110,7 @@ impl Assignment {
         }
         r.check = None;
         r.replay_wanted_ms = None;
+        r.payable_ms = None;
         match self
             .results
             .binary_search_by_key(&r.fragment, |x| x.fragment)
@@ -166,13 +167,25 @@ impl Assignment {
         }
         let rejected_at = match &check {
             Check::Rejected { at_ms, .. } => Some(*at_ms),
-            _ => None,
+            Check::Verified { at_ms } => {
+                r.payable_ms = Some(*at_ms);
+                None
+            }
+            Check::Challenged { .. } => None,
         };
         r.check = Some(check);
         if let Some(at_ms) = rejected_at {
             self.close_on_rejection(at_ms);
         }
         true
+    }
+
+    /// Accepts `fragment`'s result without a proof (a kind that has none, or a task
+    /// without challenges): payable from `at_ms`.
+    pub fn accept(&mut self, fragment: u32, at_ms: i64) {
+        if let Some(r) = self.result_mut(fragment).filter(|r| r.check.is_none()) {
+            r.payable_ms = Some(at_ms);
+        }
     }
 
     /// Marks `fragment`'s result as drawn for replay (`verify::replay`).
@@ -341,6 +354,7 @@ mod tests {
             check: None,
             replay_wanted_ms: None,
             quality: None,
+            payable_ms: None,
         }
     }
 
@@ -373,6 +387,26 @@ mod tests {
         );
         assert_eq!(a.results.len(), 1);
         assert_eq!(counts(2, &[a.clone(), a], 0).completed, 1);
+    }
+
+    #[test]
+    fn a_result_becomes_payable_only_by_the_operators_verdict() {
+        let mut a = assignment(0, 3);
+        let mut forged = result(0, 'a');
+        forged.payable_ms = Some(1);
+        forged.check = Some(Check::Verified { at_ms: 1 });
+        a.record(forged, 10).unwrap();
+        a.record(result(1, 'b'), 10).unwrap();
+        assert_eq!(a.results[0].payable_ms, None, "the worker's claim is dropped");
+        assert!(a.judge(0, Check::Verified { at_ms: 42 }));
+        assert_eq!(a.results[0].payable_ms, Some(42));
+        a.accept(1, 50);
+        assert_eq!(a.results[1].payable_ms, Some(50));
+        // A challenged result is not accepted without its answers.
+        a.record(result(2, 'c'), 10).unwrap();
+        a.judge(2, Check::Challenged { rows: vec![], at_ms: 60 });
+        a.accept(2, 70);
+        assert_eq!(a.results[2].payable_ms, None);
     }
 
     #[test]

@@ -186,6 +186,7 @@ mod tests {
                 check: None,
                 replay_wanted_ms: None,
                 quality: None,
+                payable_ms: None,
             },
             2_000,
         )

@@ -218,6 +218,7 @@ mod tests {
                 }),
                 replay_wanted_ms: None,
                 quality: None,
+                payable_ms: None,
             }],
             created_ms: 0,
             updated_ms: 0,

@@ -45,6 +45,7 @@ fn finish(a: &mut Assignment, s: &Slicing) {
                 check: None,
                 replay_wanted_ms: None,
                 quality: None,
+                payable_ms: None,
             },
             NOW,
         )

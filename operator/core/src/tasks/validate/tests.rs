@@ -48,6 +48,7 @@ fn result(s: &Slicing, fragment: u32) -> FragmentResult {
         check: None,
         replay_wanted_ms: None,
         quality: None,
+        payable_ms: None,
     }
 }
 

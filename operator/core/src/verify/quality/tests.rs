@@ -100,6 +100,7 @@ fn record(
                 check,
                 replay_wanted_ms: None,
                 quality,
+                payable_ms: None,
             })
             .collect(),
         created_ms: 0,
@@ -155,6 +156,7 @@ fn a_vote_is_the_digest_and_for_a_model_its_exact_quality() {
         check: None,
         replay_wanted_ms: None,
         quality,
+        payable_ms: None,
     };
     assert_eq!(vote(&r(None)), "ab".repeat(32));
     let honest = vote(&r(Some(q(&[1.5, 1.25], 7))));

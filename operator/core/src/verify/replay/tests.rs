@@ -30,6 +30,7 @@ fn with(mut a: Assignment, fragment: u32, digest: char, wanted: bool) -> Assignm
         check: Some(Check::Verified { at_ms: 1 }),
         replay_wanted_ms: wanted.then_some(1),
         quality: None,
+        payable_ms: None,
     });
     a.results.sort_by_key(|r| r.fragment);
     a.state = if a.results.len() as u32 == a.len() {
