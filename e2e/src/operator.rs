@@ -49,6 +49,11 @@ fn log_file(path: &Path) -> anyhow::Result<(Stdio, Stdio)> {
     Ok((Stdio::from(f.try_clone()?), Stdio::from(f)))
 }
 
+/// Seconds per epoch of every test's operator.
+pub const EPOCH_SECONDS: u64 = 5;
+/// Seconds after an epoch before it is settled.
+pub const GRACE_SECONDS: u64 = 2;
+
 impl Operator {
     /// Starts the operator with `extra` flags and waits until its health endpoint answers
     /// and its gateway serves HTTPS with the certificate it stored.
@@ -79,6 +84,10 @@ impl Operator {
                 .arg(format!("--metrics-bind=127.0.0.1:{metrics_port}"))
                 .arg(format!("--gateway-bind=127.0.0.1:{gateway_port}"))
                 .args(["--gateway-dns-name", "localhost"])
+                // One schedule for every test's operator: the ledger seals the first
+                // one it sees, and a later operator with another is refused.
+                .arg(format!("--epoch-seconds={EPOCH_SECONDS}"))
+                .arg(format!("--settlement-grace-seconds={GRACE_SECONDS}"))
                 .args(extra)
                 .env("KUBECONFIG", &env.kubeconfig)
                 .env("RUST_LOG", "info,kube=warn")

@@ -1,6 +1,8 @@
 //! `zop-operator run`: wires the controllers, the metrics and health endpoints, and
 //! leader election together. Controllers run only on the replica holding the Lease.
 
+use crate::api::settlement::EmissionSchedule;
+use crate::controller::settlement::{self, SettledUntil, SettlementConfig, SettlementMetrics};
 use crate::controller::task_metrics::TaskMetrics;
 use crate::controller::tasks::TaskConfig;
 use crate::controller::{self, Config};
@@ -46,6 +48,24 @@ pub struct RunArgs {
     /// Task scheduling and worker Pods.
     #[command(flatten)]
     pub tasks: TaskArgs,
+    /// Epochs and rewards.
+    #[command(flatten)]
+    pub settlement: SettlementArgs,
+}
+
+/// Options of the settlement controller. The schedule is sealed into the ledger's
+/// genesis record on first start; a later start with other values is refused.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SettlementArgs {
+    /// Seconds per epoch.
+    #[arg(long, default_value_t = 3600)]
+    pub epoch_seconds: u64,
+    /// Parts per million of the pool released each epoch.
+    #[arg(long, default_value_t = 100)]
+    pub release_ppm: u32,
+    /// Seconds after an epoch's end before it is settled (verdicts being written).
+    #[arg(long, default_value_t = 30)]
+    pub settlement_grace_seconds: i64,
 }
 
 /// Options of the task controller.
@@ -109,6 +129,19 @@ impl RunArgs {
             },
             agent_timeout_seconds: t.agent_timeout_seconds,
             ca_pem,
+            settled_until: Default::default(),
+        }
+    }
+
+    fn settlement_config(&self) -> SettlementConfig {
+        SettlementConfig {
+            schedule: EmissionSchedule {
+                epoch_seconds: self.settlement.epoch_seconds,
+                release_ppm: self.settlement.release_ppm,
+                ..crate::ledger::emission::default_schedule()
+            },
+            grace_seconds: self.settlement.settlement_grace_seconds,
+            namespace: self.namespace.clone(),
         }
     }
 
@@ -134,6 +167,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     DeviceCollector::register(&mut registry, devices.store());
     let gateway_metrics = GatewayMetrics::new(&mut registry);
     let task_metrics = TaskMetrics::new(&mut registry);
+    let settlement_metrics = SettlementMetrics::new(&mut registry);
     let verifier = Arc::new(crate::verifier::Verifier::new(
         client.clone(),
         &mut registry,
@@ -144,6 +178,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.leader_election {
         wait_for_leadership(&client, &args, stop_tx.clone()).await?;
     }
+    let settlement_config = args.settlement_config();
+    // A changed schedule must not start: the ledger sealed the one it pays by.
+    settlement::check_schedule(&client, &settlement_config.schedule).await?;
+    let settled = SettledUntil::default();
     let config = args.controller_config();
     let mut gateway_config = args.gateway.clone();
     gateway_config.namespace = args.namespace.clone();
@@ -154,7 +192,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         &gateway_config.dns_names,
     )
     .await?;
-    let task_config = args.task_config(pem.cert.clone());
+    let mut task_config = args.task_config(pem.cert.clone());
+    task_config.settled_until = settled.clone();
     // One Device cache for the gateway and the task controller; the device controller
     // keeps its own inside its Controller.
     let device_cache = controller::spawn_store(
@@ -195,6 +234,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let _ = stop_tx.send(true);
         },
         controller::onboard::run(client.clone(), config.clone(), stopped(stop_rx.clone())),
+        settlement::run(
+            client.clone(),
+            settlement_config,
+            device_cache.clone(),
+            settled,
+            settlement_metrics,
+            stopped(stop_rx.clone()),
+        ),
         controller::tasks::run(
             client.clone(),
             task_config,

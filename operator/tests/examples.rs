@@ -4,6 +4,7 @@
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use zop_operator::api::{ComputeTask, Device, Settlement};
+use zop_operator::ledger::accounts::Ledger;
 use zop_operator::ledger::chain;
 
 fn examples() -> Vec<PathBuf> {
@@ -69,4 +70,7 @@ fn the_settlement_example_carries_the_hash_of_its_contents() {
     let stl: Settlement = load(&dir.join("settlement.yaml"));
     assert_eq!(stl.spec.hash, chain::compute_hash(&stl.spec));
     assert_eq!(chain::verify(std::slice::from_ref(&stl.spec)), Ok(()));
+    // It is a valid genesis record: the ledger starts from it.
+    let ledger = Ledger::replay(std::slice::from_ref(&stl.spec)).expect("a genesis record");
+    assert_eq!(ledger.pool, zop_operator::api::POOL_BASE_UNITS);
 }

@@ -84,7 +84,6 @@ pub struct SettlementSpec {
     /// When an epoch's entries exceed one object's bound they are split over `parts`
     /// objects, chained in order; this is part `part`, from 0.
     #[serde(default)]
-    #[x_kube(validation = Rule::new("self < 64").message("part must be below 64"))]
     pub part: u32,
     /// Objects this epoch's entries are split over, 1 to 64.
     #[serde(default = "one_part")]

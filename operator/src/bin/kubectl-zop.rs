@@ -1,8 +1,18 @@
-//! `kubectl-zop`: the kubectl plugin (`kubectl zop ...`).
+//! `kubectl-zop`: the kubectl plugin (`kubectl zop ...`). A failure is one line on
+//! stderr and exit status 1, never a backtrace.
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = zop_operator::cli::Cli::parse();
-    tokio::runtime::Runtime::new()?.block_on(zop_operator::cli::run(cli))
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(zop_operator::cli::run(cli)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

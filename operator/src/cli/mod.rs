@@ -5,7 +5,9 @@
 pub mod group_key;
 pub mod summary;
 
+use crate::api::BaseUnits;
 use crate::api::{ComputeTask, Device, Settlement};
+use crate::ledger::accounts::Ledger;
 use crate::ledger::chain;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -40,8 +42,11 @@ enum Command {
         #[arg(short, long, default_value = "default")]
         namespace: String,
     },
-    /// Verify the settlement ledger's hash chain.
-    Ledger,
+    /// The settlement ledger.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Manage the Group Keys providers join with.
     GroupKey {
         /// The operator's namespace, where keys live.
@@ -50,6 +55,14 @@ enum Command {
         #[command(subcommand)]
         command: group_key::GroupKeyCommand,
     },
+}
+
+/// `kubectl zop ledger` commands.
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Recompute the chain's hashes and every sum from the Settlement objects; report the
+    /// first tampered record or broken invariant.
+    Verify,
 }
 
 /// Runs the plugin.
@@ -91,7 +104,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             println!("computetask.zoptoken.io/{name} submitted in {namespace}");
         }
-        Command::Ledger => {
+        Command::Ledger {
+            command: LedgerCommand::Verify,
+        } => {
             let mut specs: Vec<_> = Api::<Settlement>::all(client)
                 .list(&ListParams::default())
                 .await?
@@ -99,11 +114,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .into_iter()
                 .map(|s| s.spec)
                 .collect();
-            specs.sort_by_key(|s| s.epoch);
-            match chain::verify(&specs) {
-                Ok(()) => println!("ledger verified: {} settlements, chain intact", specs.len()),
-                Err(e) => anyhow::bail!("ledger broken: {e}"),
+            specs.sort_by_key(|s| (s.epoch, s.part));
+            if let Err(e) = chain::verify(&specs) {
+                anyhow::bail!("ledger broken: {e}");
             }
+            // The hashes hold; now every sum: emissions by the sealed schedule, rewards,
+            // the pool, operations against balances, and the supply.
+            let ledger =
+                Ledger::replay(&specs).map_err(|e| anyhow::anyhow!("ledger broken: {e}"))?;
+            let supply = ledger.schedule.as_ref().map_or(0, |s| s.supply.0);
+            println!(
+                "ledger verified: {} settlements, chain intact; {} paid to {} providers, {} in the pool, {} supply",
+                specs.len(),
+                BaseUnits(ledger.paid),
+                ledger.accounts.len(),
+                BaseUnits(ledger.pool),
+                BaseUnits(supply)
+            );
         }
         Command::GroupKey { namespace, command } => {
             group_key::run(client, &namespace, command).await?;

@@ -8,6 +8,7 @@ pub mod coalesce;
 pub mod devices;
 pub mod onboard;
 pub mod scheduler;
+pub mod settlement;
 pub mod task_metrics;
 pub mod tasks;
 

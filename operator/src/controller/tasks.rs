@@ -13,7 +13,7 @@ use crate::api::{ComputeTask, Device, DevicePhase, TaskPhase};
 use crate::labels;
 use crate::scheduler::cycle::{QueuedTask, RetryPolicy};
 use crate::scheduler::slicer::{self, Slicing, batch_size_for};
-use crate::tasks::assignment::Assignment;
+use crate::tasks::assignment::{self, Assignment};
 use crate::tasks::decide::{Observed, decide};
 use crate::tasks::lifecycle::Limits;
 use crate::tasks::record;
@@ -52,6 +52,8 @@ pub struct TaskConfig {
     pub agent_timeout_seconds: i64,
     /// The gateway's CA certificate (PEM), for worker Pods.
     pub ca_pem: String,
+    /// How far settlement has paid: a deleted task's records stay until then.
+    pub settled_until: crate::controller::settlement::SettledUntil,
 }
 
 struct Ctx {
@@ -534,7 +536,25 @@ async fn cleanup(task: &ComputeTask, ctx: &Ctx) -> Result<Action, Error> {
     Api::<Pod>::namespaced(ctx.client.clone(), &ctx.config.namespace)
         .delete_collection(&DeleteParams::default(), &lp)
         .await?;
-    Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.config.namespace)
+    // Records of results not paid yet stay until their epoch is settled: they are what
+    // settlement pays from.
+    let records = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ctx.config.namespace);
+    let settled = ctx.config.settled_until.get();
+    let unpaid = records
+        .list(&lp)
+        .await?
+        .items
+        .iter()
+        .filter_map(record::from_config_map)
+        .any(|a| {
+            a.results
+                .iter()
+                .any(|r| r.payable_ms.is_some_and(|p| p >= settled) && !assignment::is_rejected(r))
+        });
+    if unpaid {
+        return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+    }
+    records
         .delete_collection(&DeleteParams::default(), &lp)
         .await?;
     ctx.metrics.forget_task(&uid);

@@ -397,14 +397,23 @@ mod tests {
         forged.check = Some(Check::Verified { at_ms: 1 });
         a.record(forged, 10).unwrap();
         a.record(result(1, 'b'), 10).unwrap();
-        assert_eq!(a.results[0].payable_ms, None, "the worker's claim is dropped");
+        assert_eq!(
+            a.results[0].payable_ms, None,
+            "the worker's claim is dropped"
+        );
         assert!(a.judge(0, Check::Verified { at_ms: 42 }));
         assert_eq!(a.results[0].payable_ms, Some(42));
         a.accept(1, 50);
         assert_eq!(a.results[1].payable_ms, Some(50));
         // A challenged result is not accepted without its answers.
         a.record(result(2, 'c'), 10).unwrap();
-        a.judge(2, Check::Challenged { rows: vec![], at_ms: 60 });
+        a.judge(
+            2,
+            Check::Challenged {
+                rows: vec![],
+                at_ms: 60,
+            },
+        );
         a.accept(2, 70);
         assert_eq!(a.results[2].payable_ms, None);
     }

@@ -1,0 +1,325 @@
+//! Settlement end to end, on the real control plane: two providers' agents execute a
+//! task; the operator settles epochs of a few seconds from its own records; it is killed
+//! at ten random moments meanwhile; and the ledger it leaves pays each verified result
+//! in exactly one epoch, pays each epoch exactly its emission or returns it, keeps the
+//! supply, and verifies with `kubectl zop ledger verify`, which also catches an edited
+//! record.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, ResourceExt};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use zop_e2e::operator::{EPOCH_SECONDS, GRACE_SECONDS, Operator, group_key, spawn_agent};
+use zop_e2e::{Env, bin_path, delete_all_tasks, free_port, install_crds, wait_for};
+use zop_operator::api::settlement::SettlementSpec;
+use zop_operator::api::{ComputeTask, Device, DevicePhase, Settlement, TaskPhase};
+use zop_operator::ledger::accounts::Ledger;
+use zop_operator::ledger::chain;
+use zop_operator::ledger::rewards::{Contribution, split};
+use zop_operator::tasks::record;
+
+const TEST: &str = "settlement";
+
+async fn ledger(api: &Api<Settlement>) -> Vec<SettlementSpec> {
+    let mut specs: Vec<SettlementSpec> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|s| s.spec)
+        .collect();
+    specs.sort_by_key(|s| (s.epoch, s.part));
+    specs
+}
+
+fn ledger_verify(env: &Env) -> (bool, String) {
+    let out = std::process::Command::new(bin_path("kubectl-zop"))
+        .args(["ledger", "verify"])
+        .env("KUBECONFIG", &env.kubeconfig)
+        .output()
+        .expect("running kubectl-zop");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A pseudo-random delay from the clock's nanoseconds (no seeded sequence to replay; the
+/// moments are printed).
+fn random_ms(below: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    u64::from(nanos) % below
+}
+
+#[tokio::test]
+async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
+    let Some(env) = Env::from_env(TEST).await else {
+        return;
+    };
+    let client = env.client.clone();
+    install_crds(&client).await.expect("CRDs install");
+    delete_all_tasks(&client).await.unwrap();
+    // A ledger of this test's own: earlier tests' operators settled into the shared one.
+    let settlements: Api<Settlement> = Api::all(client.clone());
+    for s in settlements
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        let _ = settlements
+            .delete(&s.name_any(), &DeleteParams::default())
+            .await;
+    }
+    let op_ns = env.test_namespace("zop-settle").await.unwrap();
+    let team = env.test_namespace("payer").await.unwrap();
+    let port = free_port();
+    let mut operator = Operator::start_on(&env, TEST, &op_ns, port, &[])
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("zop-settle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = operator.write_ca(&dir).unwrap();
+    let mut agents = Vec::new();
+    let mut devices = Vec::new();
+    for provider in ["alice", "bob"] {
+        let key = group_key(
+            &env,
+            &op_ns,
+            &["create", &format!("{provider}-key"), "--provider", provider],
+        );
+        let host = format!("box-{}", std::process::id() % 1000);
+        agents.push(
+            spawn_agent(
+                TEST,
+                &operator.gateway,
+                &ca,
+                key.trim(),
+                &dir.join(provider),
+                &host,
+                None,
+            )
+            .unwrap(),
+        );
+        devices.push((format!("agent-{provider}-{host}"), provider));
+    }
+    for (name, _) in &devices {
+        wait_for(
+            &format!("{name} Online"),
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || async {
+                Api::<Device>::all(client.clone())
+                    .get_opt(name)
+                    .await
+                    .ok()
+                    .flatten()?
+                    .status
+                    .filter(|s| s.phase == DevicePhase::Online)
+                    .map(drop)
+            },
+        )
+        .await;
+    }
+    let task: ComputeTask = serde_json::from_value(serde_json::json!({
+        "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
+        "metadata": { "name": "paid" },
+        "spec": {
+            "type": "compute-proof",
+            "computeProof": { "dimension": 128, "products": 48, "seed": 11 },
+            "fragments": { "count": 24 },
+            "requirements": { "deviceClass": "cpu" },
+            "verification": { "replayRate": 0 },
+        },
+    }))
+    .unwrap();
+    let tasks: Api<ComputeTask> = Api::namespaced(client.clone(), &team);
+    tasks.create(&PostParams::default(), &task).await.unwrap();
+
+    // Kill the operator at ten random moments while it executes and settles.
+    let started = Instant::now();
+    let mut moments = Vec::new();
+    for _ in 0..10 {
+        let wait = 200 + random_ms(2 * EPOCH_SECONDS * 1000);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        moments.push(started.elapsed().as_millis());
+        operator.child.stop();
+        operator = Operator::start_on(&env, TEST, &op_ns, port, &[])
+            .await
+            .unwrap();
+    }
+    eprintln!("FIGURE settlement: the operator was killed (SIGKILL) at {moments:?} ms");
+    let done = wait_for(
+        "the task Completed",
+        Duration::from_secs(240),
+        Duration::from_millis(500),
+        || async {
+            let s = tasks.get("paid").await.ok()?.status?;
+            assert_ne!(s.phase, TaskPhase::Failed, "{:?}", s.conditions);
+            (s.phase == TaskPhase::Completed).then_some(s)
+        },
+    )
+    .await;
+    // What each provider earned by the operator's records: its devices' paid results.
+    let uid = tasks.get("paid").await.unwrap().uid().unwrap();
+    let records: Vec<_> = Api::<ConfigMap>::namespaced(client.clone(), &op_ns)
+        .list(&ListParams::default().labels(&record::selector(&uid)))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(record::from_config_map)
+        .collect();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    let mut last_payable = 0;
+    for a in &records {
+        let provider = devices
+            .iter()
+            .find(|(d, _)| *d == a.device)
+            .map(|(_, p)| *p)
+            .unwrap();
+        for r in a.results.iter().filter(|r| r.payable_ms.is_some()) {
+            *expected.entry(provider.to_string()).or_default() += r.work_units;
+            last_payable = last_payable.max(r.payable_ms.unwrap_or(0));
+        }
+    }
+    assert_eq!(
+        expected.values().sum::<u64>(),
+        done.contributions.iter().map(|c| c.work_units).sum::<u64>()
+    );
+    // Wait until the epoch holding the last payable result is settled.
+    let specs = wait_for(
+        "the last result's epoch settled",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let specs = ledger(&settlements).await;
+            let end = specs.last()?.window.end.0.as_millisecond();
+            (specs.len() > 1 && end > last_payable && specs.last()?.part + 1 == specs.last()?.parts)
+                .then_some(specs)
+        },
+    )
+    .await;
+    operator.child.terminate(Duration::from_secs(10));
+
+    chain::verify(&specs).expect("the chain verifies");
+    let l = Ledger::replay(&specs).expect("every sum holds");
+    assert_eq!(l.paid + l.pool, zop_operator::api::POOL_BASE_UNITS);
+    // Each result paid in exactly one epoch: the work the ledger paid each provider is
+    // exactly what its records hold, with ten crashes in between.
+    let mut paid_work: BTreeMap<String, u64> = BTreeMap::new();
+    for s in &specs {
+        for e in &s.entries {
+            *paid_work.entry(e.provider.clone()).or_default() += e.work_units;
+        }
+    }
+    assert_eq!(
+        paid_work, expected,
+        "work paid by the ledger against the records"
+    );
+    // Each epoch paid in proportion to weighted work: its entries are the split of its
+    // emission, and its rewards plus what returned are its emission.
+    for s in specs.iter().filter(|s| s.epoch > 0) {
+        let c: Vec<Contribution> = s
+            .entries
+            .iter()
+            .map(|e| Contribution {
+                provider: e.provider.clone(),
+                work_units: e.work_units,
+                quality: e.quality,
+                reputation: e.reputation,
+                stake: 0,
+            })
+            .collect();
+        assert_eq!(
+            split(s.emission.0, &c).entries,
+            s.entries,
+            "epoch {}",
+            s.epoch
+        );
+    }
+    let epochs = specs.last().unwrap().epoch;
+    let paying = specs.iter().filter(|s| !s.entries.is_empty()).count();
+    eprintln!(
+        "FIGURE settlement: {epochs} epochs of {EPOCH_SECONDS} s (grace {GRACE_SECONDS} s), {paying} with work; paid {:?} base units of work {paid_work:?}; pool {}",
+        l.accounts
+            .iter()
+            .map(|(p, a)| (p.clone(), a.rewards))
+            .collect::<Vec<_>>(),
+        l.pool
+    );
+    let (ok, text) = ledger_verify(&env);
+    assert!(ok, "{text}");
+    eprintln!(
+        "FIGURE settlement: kubectl zop ledger verify: {}",
+        text.trim()
+    );
+
+    // An edited record: deleted and created again with one reward moved (the API server
+    // refuses an update of a Settlement). `ledger verify` names the epoch.
+    let victim = specs
+        .iter()
+        .find(|s| s.entries.len() == 2)
+        .or_else(|| specs.iter().find(|s| !s.entries.is_empty()))
+        .unwrap();
+    let name = zop_operator::controller::settlement::object_name(victim.epoch, victim.part);
+    let mut forged = settlements.get(&name).await.unwrap();
+    forged.spec.entries[0].reward.0 += 1_000_000;
+    forged.metadata = kube::api::ObjectMeta {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    forged.status = None;
+    settlements
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        "the record deleted",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async {
+            settlements
+                .get_opt(&name)
+                .await
+                .ok()
+                .and_then(|o| o.is_none().then_some(()))
+        },
+    )
+    .await;
+    settlements
+        .create(&PostParams::default(), &forged)
+        .await
+        .unwrap();
+    let (ok, text) = ledger_verify(&env);
+    assert!(!ok, "an edited record verified: {text}");
+    assert!(text.contains(&format!("epoch {}", victim.epoch)), "{text}");
+    eprintln!("FIGURE settlement: after editing {name}: {}", text.trim());
+
+    for mut a in agents {
+        a.terminate(Duration::from_secs(5));
+    }
+    for s in settlements
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        let _ = settlements
+            .delete(&s.name_any(), &DeleteParams::default())
+            .await;
+    }
+    for (name, _) in &devices {
+        let _ = Api::<Device>::all(client.clone())
+            .delete(name, &DeleteParams::default())
+            .await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,351 @@
+//! The settlement controller (leader only). On first start it seals the genesis record;
+//! after that, a configured schedule that differs from the sealed one is refused
+//! ([`check_schedule`], before any controller runs). Then it settles each epoch at its
+//! cutoff: gathers the contributions from the assignment records
+//! (`zop_core::ledger::work`), splits the emission and builds the sealed, chained records
+//! (`zop_core::ledger::settle`), writes them in order as `Settlement` objects named
+//! `epoch-N` (parts after the first `epoch-N-P`), and finalizes them.
+//!
+//! The ledger is the Settlement objects themselves: every pass lists them, verifies the
+//! chain and replays it (`zop_core::ledger::accounts`), so a restart at any moment goes
+//! on from what the objects say. An epoch's records are a function of the assignment
+//! records as they stood at its cutoff, so settling it again after a crash writes the
+//! same objects, and a create that finds its object already there moves on: no epoch is
+//! paid twice or skipped. A chain that does not verify stops settlement (nothing is
+//! written on top of it) and says why in the log and `zop_settlement_errors_total`.
+//!
+//! Epoch `e ≥ 1` covers `[G + (e − 1)·L, G + e·L)`, where `G` is the end of the genesis
+//! record's window (the time the ledger was created) and `L` the epoch length.
+
+use crate::api::settlement::{EmissionSchedule, EpochWindow, SettlementPhase, SettlementSpec};
+use crate::api::{Device, Settlement};
+use crate::ledger::accounts::Ledger;
+use crate::ledger::{chain, emission, settle, work};
+use crate::tasks::record;
+use anyhow::Context;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+/// Settlement settings.
+#[derive(Debug, Clone)]
+pub struct SettlementConfig {
+    /// The emission schedule (sealed into the genesis record).
+    pub schedule: EmissionSchedule,
+    /// Seconds after an epoch's end before it is settled, for verdicts being written.
+    pub grace_seconds: i64,
+    /// The operator's namespace (assignment records).
+    pub namespace: String,
+}
+
+/// The end of the last settled epoch's window, Unix milliseconds (0 before the first):
+/// a deleted task keeps the records of results that became payable after it, until
+/// they are paid.
+#[derive(Debug, Clone, Default)]
+pub struct SettledUntil(Arc<AtomicI64>);
+
+impl SettledUntil {
+    /// The time, Unix milliseconds.
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, ms: i64) {
+        self.0.fetch_max(ms, Ordering::Relaxed);
+    }
+}
+
+/// Settlement metrics.
+#[derive(Debug, Clone, Default)]
+pub struct SettlementMetrics {
+    epoch: Gauge,
+    pool: Gauge,
+    records: Counter,
+    errors: Counter,
+}
+
+impl SettlementMetrics {
+    /// Registers the metrics.
+    pub fn new(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "zop_settlement_epoch",
+            "The last settled epoch",
+            m.epoch.clone(),
+        );
+        registry.register(
+            "zop_settlement_pool_base_units",
+            "What the pool holds after the last settled epoch, in base units",
+            m.pool.clone(),
+        );
+        registry.register(
+            "zop_settlement_records",
+            "Settlement objects written",
+            m.records.clone(),
+        );
+        registry.register(
+            "zop_settlement_errors",
+            "Settlement passes that stopped on an error (a chain that does not verify, an API failure)",
+            m.errors.clone(),
+        );
+        m
+    }
+}
+
+/// The object name of an epoch's part.
+pub fn object_name(epoch: u64, part: u32) -> String {
+    if part == 0 {
+        format!("epoch-{epoch}")
+    } else {
+        format!("epoch-{epoch}-{part}")
+    }
+}
+
+/// The ledger's records, sorted by epoch and part.
+async fn load(api: &Api<Settlement>) -> anyhow::Result<Vec<SettlementSpec>> {
+    let mut specs: Vec<SettlementSpec> = api
+        .list(&ListParams::default())
+        .await
+        .context("listing Settlements")?
+        .items
+        .into_iter()
+        .map(|s| s.spec)
+        .collect();
+    specs.sort_by_key(|s| (s.epoch, s.part));
+    Ok(specs)
+}
+
+/// Refuses a configured schedule that is invalid, or differs from the one the ledger's
+/// genesis record sealed.
+pub async fn check_schedule(client: &Client, schedule: &EmissionSchedule) -> anyhow::Result<()> {
+    emission::check(schedule).context("the emission schedule")?;
+    let specs = load(&Api::all(client.clone())).await?;
+    if let Some(sealed) = specs.first().and_then(|g| g.schedule.as_ref()) {
+        emission::check_sealed(schedule, sealed).context("the emission schedule")?;
+    }
+    Ok(())
+}
+
+fn time(ms: i64) -> Time {
+    Time(Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+fn ms(t: &Time) -> i64 {
+    t.0.as_millisecond()
+}
+
+/// Runs until `stop` resolves.
+pub async fn run(
+    client: Client,
+    config: SettlementConfig,
+    devices: Store<Device>,
+    settled: SettledUntil,
+    metrics: SettlementMetrics,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let wait = match pass(&client, &config, &devices, &settled, &metrics).await {
+            Ok(wait) => wait,
+            Err(e) => {
+                metrics.errors.inc();
+                tracing::error!(error = %format!("{e:#}"), "settlement stopped; retrying");
+                Duration::from_secs(10)
+            }
+        };
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One pass: writes what is due, and says how long to wait for the next.
+async fn pass(
+    client: &Client,
+    config: &SettlementConfig,
+    devices: &Store<Device>,
+    settled: &SettledUntil,
+    metrics: &SettlementMetrics,
+) -> anyhow::Result<Duration> {
+    let api: Api<Settlement> = Api::all(client.clone());
+    let specs = load(&api).await?;
+    let len_ms = i64::try_from(config.schedule.epoch_seconds)
+        .unwrap_or(i64::MAX / 2_000)
+        .saturating_mul(1000);
+    let Some(genesis) = specs.first() else {
+        let now = Timestamp::now().as_millisecond() / 1000 * 1000;
+        let window = EpochWindow {
+            start: time(now - len_ms),
+            end: time(now),
+        };
+        create(&api, settle::genesis(&config.schedule, window)).await?;
+        metrics.records.inc();
+        tracing::info!("sealed the genesis record");
+        return Ok(Duration::ZERO);
+    };
+    chain::verify(&specs).context("the settlement chain")?;
+    finalize_open(&api).await?;
+    let ledger = Ledger::replay(&specs).context("the settlement ledger")?;
+    let origin = ms(&genesis.window.end);
+    let (epoch, part) = ledger.next();
+    let last = specs
+        .last()
+        .map(|s| (s.epoch, s.hash.clone()))
+        .unwrap_or_default();
+    if epoch > 0 && part == 0 {
+        // The last epoch is complete.
+        let done_end = origin + (last.0 as i64) * len_ms;
+        settled.set(done_end);
+        metrics.epoch.set(last.0 as i64);
+        metrics.pool.set(ledger.pool as i64);
+    }
+    let window = (origin + (epoch as i64 - 1) * len_ms)..(origin + epoch as i64 * len_ms);
+    let cutoff = window.end + config.grace_seconds.max(0) * 1000;
+    let now = Timestamp::now().as_millisecond();
+    if now < cutoff {
+        return Ok(Duration::from_millis((cutoff - now).clamp(0, 30_000) as u64));
+    }
+    let facts: BTreeMap<String, work::DeviceFacts> = devices
+        .state()
+        .iter()
+        .map(|d| {
+            let reputation = d.status.as_ref().map_or(500, |s| {
+                crate::devices::reputation::score_at(&s.reputation, cutoff / 1000)
+            });
+            (
+                d.name_any(),
+                work::DeviceFacts {
+                    provider: d.spec.provider.clone(),
+                    reputation,
+                },
+            )
+        })
+        .collect();
+    let records = Api::<ConfigMap>::namespaced(client.clone(), &config.namespace)
+        .list(&ListParams::default().labels(crate::labels::TASK_UID))
+        .await
+        .context("listing assignment records")?;
+    let assignments: Vec<_> = records
+        .items
+        .iter()
+        .filter_map(record::from_config_map)
+        .collect();
+    let gathered = work::contributions(&assignments, window.clone(), cutoff, &facts);
+    // An epoch cut short by a crash resumes after the parts already written.
+    let previous = if part == 0 {
+        last.1.clone()
+    } else {
+        specs
+            .iter()
+            .rev()
+            .find(|s| s.epoch == epoch && s.part == 0)
+            .map(|s| s.previous_hash.clone())
+            .unwrap_or_default()
+    };
+    let base = if part == 0 {
+        ledger.clone()
+    } else {
+        Ledger::replay(
+            &specs
+                .iter()
+                .filter(|s| s.epoch < epoch)
+                .cloned()
+                .collect::<Vec<_>>(),
+        )?
+    };
+    let epoch_window = EpochWindow {
+        start: time(window.start),
+        end: time(window.end),
+    };
+    let out = settle::settle(&base, &previous, epoch_window, &gathered.contributions, &[]);
+    for r in out.records.iter().skip(part as usize) {
+        create(&api, r.clone()).await?;
+        metrics.records.inc();
+    }
+    tracing::info!(
+        epoch,
+        parts = out.records.len(),
+        providers = gathered.contributions.len(),
+        results = gathered.results,
+        orphaned = gathered.orphaned,
+        emission = out.records.first().map_or(0, |r| r.emission.0),
+        "settled an epoch"
+    );
+    Ok(Duration::ZERO)
+}
+
+/// Finalizes the records still Open. Reconciliation against measured metrics is not
+/// configured, which the `Reconciled` condition says.
+async fn finalize_open(api: &Api<Settlement>) -> anyhow::Result<()> {
+    let open = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|s| {
+            s.status
+                .as_ref()
+                .is_none_or(|st| st.phase == SettlementPhase::Open)
+        });
+    for s in open {
+        let at = Time(Timestamp::now());
+        let status = serde_json::json!({
+            "phase": SettlementPhase::Finalized,
+            "conditions": [{
+                "type": "Reconciled",
+                "status": "Unknown",
+                "reason": "NotConfigured",
+                "message": "no metrics source is configured to reconcile against; finalized as computed from the operator's records",
+                "lastTransitionTime": at,
+                "observedGeneration": s.metadata.generation,
+            }],
+            "observedGeneration": s.metadata.generation,
+        });
+        super::apply_status(api, &s, status)
+            .await
+            .with_context(|| format!("finalizing Settlement {}", s.name_any()))?;
+    }
+    Ok(())
+}
+
+/// Creates a record; one already there with the same hash is this one written before
+/// a restart, one with another hash is refused (the stored chain stands).
+async fn create(api: &Api<Settlement>, spec: SettlementSpec) -> anyhow::Result<()> {
+    let name = object_name(spec.epoch, spec.part);
+    let obj = Settlement {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        spec,
+        status: None,
+    };
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let stored = api
+                .get(&name)
+                .await
+                .context("reading an existing Settlement")?;
+            anyhow::ensure!(
+                stored.spec.hash == obj.spec.hash,
+                "Settlement {name} exists with hash {}, this settlement computes {}",
+                stored.spec.hash,
+                obj.spec.hash
+            );
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("creating Settlement {name}")),
+    }
+}
