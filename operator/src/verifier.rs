@@ -51,6 +51,13 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// The label of a per-provider metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// The provider account.
+    pub provider: String,
+}
+
 /// The verifier's metrics.
 #[derive(Debug, Clone)]
 pub struct VerifierMetrics {
@@ -62,6 +69,9 @@ pub struct VerifierMetrics {
     pub timings: Family<ResultLabels, Counter>,
     /// Seconds the operator's CPU spent checking one fragment's answers.
     pub check_seconds: Histogram,
+    /// Work units of results that became payable, by provider: what settlement
+    /// reconciles its entries against.
+    pub payable_work: Family<ProviderLabels, Counter>,
 }
 
 impl VerifierMetrics {
@@ -72,6 +82,7 @@ impl VerifierMetrics {
             refusals: Family::default(),
             timings: Family::default(),
             check_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            payable_work: Family::default(),
         };
         registry.register(
             "verifications",
@@ -92,6 +103,11 @@ impl VerifierMetrics {
             "verifier_check_seconds",
             "CPU seconds the operator spent checking one fragment's challenge answers",
             m.check_seconds.clone(),
+        );
+        registry.register(
+            "payable_work_units",
+            "Work units of results that became payable (verified, or accepted without a proof), by provider",
+            m.payable_work.clone(),
         );
         m
     }
@@ -121,6 +137,16 @@ impl Verifier {
             locks: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             metrics: VerifierMetrics::new(registry),
         }
+    }
+
+    /// Counts `work_units` of a result that became payable, for `provider`.
+    pub fn payable(&self, provider: &str, work_units: u64) {
+        self.metrics
+            .payable_work
+            .get_or_create(&ProviderLabels {
+                provider: provider.into(),
+            })
+            .inc_by(work_units);
     }
 
     /// Counts a result refused before any verdict.

@@ -151,6 +151,10 @@ pub enum OperationKind {
     Unbond,
     /// A payout out of the balance.
     Withdraw,
+    /// A held reward paid to the provider.
+    Release,
+    /// A held reward returned to the pool.
+    Forfeit,
 }
 
 /// A half-open time window `[start, end)`.
@@ -184,6 +188,11 @@ pub struct SettlementEntry {
     pub stake_boost: u32,
     /// The reward, in base units.
     pub reward: BaseUnits,
+    /// Held: reconciliation against measured metrics contradicted the credited work. The
+    /// reward leaves the pool but is paid only when an admin releases it, and returns to
+    /// the pool when forfeited.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// Sums over a settlement's entries.

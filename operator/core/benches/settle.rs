@@ -90,7 +90,14 @@ fn main() {
             start: t(3_600),
             end: t(7_200),
         };
-        let s = settle(&ledger, &chain[0].hash, window, &g.contributions, &[]);
+        let s = settle(
+            &ledger,
+            &chain[0].hash,
+            window,
+            &g.contributions,
+            &Default::default(),
+            &[],
+        );
         let settled = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let mut l = ledger.clone();

@@ -268,7 +268,15 @@ async fn pass(
         start: time(window.start),
         end: time(window.end),
     };
-    let out = settle::settle(&base, &previous, epoch_window, &gathered.contributions, &[]);
+    let held = std::collections::BTreeSet::new();
+    let out = settle::settle(
+        &base,
+        &previous,
+        epoch_window,
+        &gathered.contributions,
+        &held,
+        &[],
+    );
     for r in out.records.iter().skip(part as usize) {
         create(&api, r.clone()).await?;
         metrics.records.inc();

@@ -83,6 +83,14 @@ pub(super) fn draw_replay(state: &GatewayState, facts: &TaskFacts, device: &str)
     Ok(u < rate)
 }
 
+/// The device's provider, or `(unknown)` for a device the cache does not hold.
+pub(super) fn provider_of(state: &GatewayState, device: &str) -> String {
+    state
+        .devices
+        .get(&ObjectRef::new(device))
+        .map_or_else(|| "(unknown)".into(), |d| d.spec.provider.clone())
+}
+
 /// The device's benchmark score (GOP/s), 0 when it has none.
 pub(super) fn device_score(state: &GatewayState, device: &str) -> u64 {
     state

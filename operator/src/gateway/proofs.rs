@@ -7,7 +7,7 @@
 //! written into the record before it moves the device's reputation. Each
 //! result is judged once: answering again returns the verdict on record.
 
-use super::checks::{draw_replay, foreign};
+use super::checks::{draw_replay, foreign, provider_of};
 use super::protocol::{self, ApiError, Check, ErrorBody, ProofsResponse};
 use super::routes::caller;
 use super::work::{Loaded, allowed, busy, load, write};
@@ -136,6 +136,12 @@ pub async fn proofs(
         }
         if !write(&state, &req.assignment, version, &a).await? {
             continue;
+        }
+        if checked.is_ok() {
+            let units = a.result(req.fragment).map_or(0, |r| r.work_units);
+            state
+                .verifier
+                .payable(&provider_of(&state, &a.device), units);
         }
         let (reason, detail) = checked.clone().err().unwrap_or(("Verified", String::new()));
         state

@@ -7,7 +7,8 @@
 
 use super::auth::Principal;
 use super::checks::{
-    caller_in_good_standing, device_score, draw_replay, foreign, in_good_standing, timing_evidence,
+    caller_in_good_standing, device_score, draw_replay, foreign, in_good_standing, provider_of,
+    timing_evidence,
 };
 use super::protocol::{
     self, ApiError, Check, FragmentChallenge, FragmentSpan, ResultsResponse, Work, WorkQuery,
@@ -322,6 +323,7 @@ pub async fn results(
         let mut mismatches = 0u32;
         let mut challenges = Vec::new();
         let mut rejections = Vec::new();
+        let mut payable = 0u64;
         // The report is timed as a whole, from the previous result on record: several
         // results in one report share one interval.
         let since = a.standing().map(|x| x.received_ms).max();
@@ -381,6 +383,7 @@ pub async fn results(
                         // Accepted without a proof: payable now, and a sampled share is
                         // executed again.
                         a.accept(r.fragment, now);
+                        payable = payable.saturating_add(r.work_units);
                         if !a.replay && draw_replay(&state, &facts, &a.device)? {
                             a.want_replay(r.fragment, now);
                         }
@@ -433,6 +436,11 @@ pub async fn results(
                 .inc_by(u64::from(mismatches));
             if mismatches > 0 {
                 tracing::warn!(assignment = %req.assignment, mismatches, "a worker claimed work units other than the slicer's cost");
+            }
+            if payable > 0 {
+                state
+                    .verifier
+                    .payable(&provider_of(&state, &a.device), payable);
             }
             for evidence in &rejections {
                 state

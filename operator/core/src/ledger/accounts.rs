@@ -14,7 +14,10 @@
 //! - A provider's balance is rewards − withdrawn − staked − unbonding, and never
 //!   negative: an operation that would overdraw it is an error, so the operator checks
 //!   ([`Ledger::check`]) before it records one.
-//! - At every epoch's end, all rewards ever paid plus the pool equal the supply.
+//! - **Held rewards** (reconciliation contradicted them) leave the pool but are not the
+//!   provider's until a `Release`; a `Forfeit` returns them to the pool at the epoch's end.
+//! - At every epoch's end, all rewards ever paid, plus those held, plus the pool, equal
+//!   the supply.
 
 use super::emission::{self, ScheduleError};
 use crate::api::settlement::{AccountOperation, EmissionSchedule, OperationKind, SettlementSpec};
@@ -34,6 +37,8 @@ pub struct Account {
     pub staked: u64,
     /// Unbonded stake still cooling down: (amount, the epoch it is released at).
     pub unbonding: Vec<(u64, u64)>,
+    /// Rewards held by reconciliation, neither paid nor back in the pool.
+    pub held: u64,
 }
 
 impl Account {
@@ -120,16 +125,20 @@ pub struct Ledger {
     pub schedule: Option<EmissionSchedule>,
     /// The pool's balance.
     pub pool: u64,
-    /// All rewards ever paid.
+    /// All rewards ever paid (released holds included).
     pub paid: u64,
+    /// Rewards held now.
+    pub held: u64,
     /// Accounts by provider.
     pub accounts: BTreeMap<String, Account>,
     /// Withdrawal ids recorded.
     pub withdrawals: BTreeSet<String>,
     /// The last record applied: (epoch, part, parts).
     pub last: Option<(u64, u32, u32)>,
-    /// Rewards paid by the parts of the current epoch so far, and its pool before.
+    /// Rewards paid or held by the parts of the current epoch so far, held rewards
+    /// forfeited to the pool in it, and its pool before.
     epoch_paid: u64,
+    epoch_forfeited: u64,
     pool_before: u64,
 }
 
@@ -236,6 +245,7 @@ impl Ledger {
         if s.part == 0 {
             self.pool_before = self.pool;
             self.epoch_paid = 0;
+            self.epoch_forfeited = 0;
             self.mature(e);
             let expected = self.next_emission();
             self.sum(
@@ -264,11 +274,9 @@ impl Ledger {
             u64::from(s.totals.providers),
         )?;
         for x in &s.entries {
-            let a = self.accounts.entry(x.provider.clone()).or_default();
-            a.rewards = a.rewards.saturating_add(x.reward.0);
+            self.credit(&x.provider, x.reward.0, x.held);
         }
         self.epoch_paid = self.epoch_paid.saturating_add(rewards);
-        self.paid = self.paid.saturating_add(rewards);
         for op in &s.operations {
             self.operate(e, op)?;
         }
@@ -280,19 +288,34 @@ impl Ledger {
                 s.emission.0,
                 self.epoch_paid.saturating_add(returned),
             )?;
-            let pool =
-                (self.pool_before - s.emission.0.min(self.pool_before)).saturating_add(returned);
+            let pool = (self.pool_before - s.emission.0.min(self.pool_before))
+                .saturating_add(returned)
+                .saturating_add(self.epoch_forfeited);
             self.sum(e, "pool", pool, s.pool.0)?;
             self.pool = pool;
             let supply = self.schedule.as_ref().map_or(0, |s| s.supply.0);
             self.sum(
                 e,
-                "rewards ever paid plus the pool (the supply)",
+                "rewards ever paid plus held plus the pool (the supply)",
                 supply,
-                self.paid.saturating_add(self.pool),
+                self.paid
+                    .saturating_add(self.held)
+                    .saturating_add(self.pool),
             )?;
         }
         Ok(())
+    }
+
+    /// Credits a reward to `provider`: paid, or held.
+    pub(crate) fn credit(&mut self, provider: &str, reward: u64, held: bool) {
+        let a = self.accounts.entry(provider.to_string()).or_default();
+        if held {
+            a.held = a.held.saturating_add(reward);
+            self.held = self.held.saturating_add(reward);
+        } else {
+            a.rewards = a.rewards.saturating_add(reward);
+            self.paid = self.paid.saturating_add(reward);
+        }
     }
 
     /// Releases unbonded stake whose cool-down ends by `epoch`.
@@ -325,6 +348,9 @@ impl Ledger {
                 Err(over("balance", a.balance()))
             }
             OperationKind::Unbond if op.amount.0 > a.staked => Err(over("stake", a.staked)),
+            OperationKind::Release | OperationKind::Forfeit if op.amount.0 > a.held => {
+                Err(over("held rewards", a.held))
+            }
             _ => Ok(()),
         }
     }
@@ -348,6 +374,17 @@ impl Ledger {
             OperationKind::Withdraw => {
                 a.withdrawn += amount;
                 self.withdrawals.insert(op.id.clone());
+            }
+            OperationKind::Release => {
+                a.held -= amount;
+                a.rewards += amount;
+                self.held -= amount;
+                self.paid += amount;
+            }
+            OperationKind::Forfeit => {
+                a.held -= amount;
+                self.held -= amount;
+                self.epoch_forfeited += amount;
             }
         }
     }

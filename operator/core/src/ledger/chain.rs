@@ -117,6 +117,7 @@ mod tests {
                 reputation: 900,
                 stake_boost: 1000,
                 reward: BaseUnits(990),
+                held: false,
             }],
             totals: SettlementTotals {
                 providers: 1,

@@ -97,6 +97,7 @@ pub fn split(emission: u64, contributions: &[Contribution]) -> Split {
             reputation: c.reputation.min(1000),
             stake_boost: *boost,
             reward: BaseUnits(reward),
+            held: false,
         })
         .collect();
     Split { entries, returned }

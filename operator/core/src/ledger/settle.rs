@@ -9,8 +9,10 @@ use super::chain::{GENESIS_HASH, seal};
 use super::rewards::{Contribution, split};
 use crate::api::BaseUnits;
 use crate::api::settlement::{
-    AccountOperation, EmissionSchedule, EpochWindow, SettlementSpec, SettlementTotals,
+    AccountOperation, EmissionSchedule, EpochWindow, OperationKind, SettlementSpec,
+    SettlementTotals,
 };
+use std::collections::BTreeSet;
 
 /// Entries per Settlement object (the CRD's bound).
 pub const MAX_ENTRIES: usize = 2000;
@@ -43,13 +45,15 @@ pub struct Settled {
 }
 
 /// Settles the epoch after `ledger` (which must be at an epoch's end): its emission split
-/// over `contributions` (stake boosts from the ledger's bonded stake), and `operations`
-/// recorded in order where the ledger allows them (after this epoch's rewards).
+/// over `contributions` (stake boosts from the ledger's bonded stake), the rewards of the
+/// providers in `held` held, and `operations` recorded in order where the ledger allows
+/// them (after this epoch's rewards).
 pub fn settle(
     ledger: &Ledger,
     previous_hash: &str,
     window: EpochWindow,
     contributions: &[Contribution],
+    held: &BTreeSet<String>,
     operations: &[AccountOperation],
 ) -> Settled {
     let (epoch, _) = ledger.next();
@@ -61,13 +65,15 @@ pub fn settle(
             ..c.clone()
         })
         .collect();
-    let s = split(emission, &with_stake);
+    let mut s = split(emission, &with_stake);
+    for e in &mut s.entries {
+        e.held = held.contains(&e.provider);
+    }
     // Check operations against the balances this epoch's rewards leave.
     let mut after = ledger.clone();
     after.mature(epoch);
     for e in &s.entries {
-        let a = after.accounts.entry(e.provider.clone()).or_default();
-        a.rewards = a.rewards.saturating_add(e.reward.0);
+        after.credit(&e.provider, e.reward.0, e.held);
     }
     let (mut accepted, mut refused) = (Vec::new(), Vec::new());
     for op in operations {
@@ -85,7 +91,12 @@ pub fn settle(
         s.entries.chunks(MAX_ENTRIES).collect()
     };
     let parts = chunks.len() as u32;
-    let pool = BaseUnits(ledger.pool - emission.min(ledger.pool) + s.returned);
+    let forfeited: u64 = accepted
+        .iter()
+        .filter(|o| o.kind == OperationKind::Forfeit)
+        .map(|o| o.amount.0)
+        .sum();
+    let pool = BaseUnits(ledger.pool - emission.min(ledger.pool) + s.returned + forfeited);
     let mut previous = previous_hash.to_string();
     let mut records = Vec::with_capacity(chunks.len());
     for (i, entries) in chunks.into_iter().enumerate() {

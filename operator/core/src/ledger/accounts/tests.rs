@@ -42,7 +42,7 @@ fn chain(epochs: &[(Vec<Contribution>, Vec<AccountOperation>)]) -> (Vec<Settleme
     let mut l = Ledger::replay(&records).unwrap();
     for (i, (c, ops)) in epochs.iter().enumerate() {
         let prev = records.last().unwrap().hash.clone();
-        let s = settle(&l, &prev, window(i as u64 + 1), c, ops);
+        let s = settle(&l, &prev, window(i as u64 + 1), c, &Default::default(), ops);
         for r in &s.records {
             l.apply(r).unwrap();
         }
@@ -112,6 +112,7 @@ fn overdrafts_and_repeated_withdrawals_are_refused_and_a_forged_one_fails_replay
         &prev,
         window(2),
         &[],
+        &Default::default(),
         &[
             op("w1", "a", OperationKind::Withdraw, balance),
             op("w1", "a", OperationKind::Withdraw, 1),
@@ -197,4 +198,51 @@ fn many_providers_split_into_chained_parts() {
         Ledger::replay(&missing),
         Err(LedgerError::Order { .. })
     ));
+}
+
+#[test]
+fn a_held_reward_is_paid_on_release_or_returns_to_the_pool_on_forfeit() {
+    let (records, l) = chain(&[(vec![work("a", 100), work("b", 100)], vec![])]);
+    let prev = records.last().unwrap().hash.clone();
+    let held = std::collections::BTreeSet::from(["b".to_string()]);
+    let s = settle(
+        &l,
+        &prev,
+        window(2),
+        &[work("a", 1), work("b", 1)],
+        &held,
+        &[],
+    );
+    let mut l2 = l.clone();
+    for r in &s.records {
+        l2.apply(r).unwrap();
+    }
+    let b_held = l2.accounts["b"].held;
+    assert!(b_held > 0 && s.records[0].entries[1].held);
+    assert_eq!(
+        l2.accounts["b"].balance(),
+        l.accounts["b"].balance(),
+        "held is not balance"
+    );
+    assert_eq!(l2.paid + l2.held + l2.pool, crate::api::POOL_BASE_UNITS);
+    // Release half, forfeit the rest: paid, then back in the pool.
+    let prev = s.records.last().unwrap().hash.clone();
+    let ops = [
+        op("r1", "b", OperationKind::Release, b_held / 2),
+        op("f1", "b", OperationKind::Forfeit, b_held - b_held / 2),
+        op("f2", "b", OperationKind::Forfeit, 1),
+    ];
+    let s3 = settle(&l2, &prev, window(3), &[], &Default::default(), &ops);
+    assert_eq!(s3.refused.len(), 1, "nothing left to forfeit");
+    let mut l3 = l2.clone();
+    for r in &s3.records {
+        l3.apply(r).unwrap();
+    }
+    assert_eq!(l3.accounts["b"].held, 0);
+    assert_eq!(
+        l3.accounts["b"].balance(),
+        l2.accounts["b"].balance() + b_held / 2
+    );
+    assert_eq!(l3.held, 0);
+    assert_eq!(l3.paid + l3.pool, crate::api::POOL_BASE_UNITS);
 }
