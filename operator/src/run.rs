@@ -66,6 +66,10 @@ pub struct SettlementArgs {
     /// Seconds after an epoch's end before it is settled (verdicts being written).
     #[arg(long, default_value_t = 30)]
     pub settlement_grace_seconds: i64,
+    /// Prometheus to reconcile each epoch against before it is written (for example
+    /// `http://127.0.0.1:9090`); without it, epochs are finalized unreconciled.
+    #[arg(long, env = "ZOP_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
 }
 
 /// Options of the task controller.
@@ -133,8 +137,16 @@ impl RunArgs {
         }
     }
 
-    fn settlement_config(&self) -> SettlementConfig {
-        SettlementConfig {
+    fn settlement_config(
+        &self,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> anyhow::Result<SettlementConfig> {
+        let prometheus = match &self.settlement.prometheus_url {
+            Some(url) => Some(settlement::prometheus::Prometheus::new(url, registry)?),
+            None => None,
+        };
+        Ok(SettlementConfig {
+            prometheus,
             schedule: EmissionSchedule {
                 epoch_seconds: self.settlement.epoch_seconds,
                 release_ppm: self.settlement.release_ppm,
@@ -142,7 +154,7 @@ impl RunArgs {
             },
             grace_seconds: self.settlement.settlement_grace_seconds,
             namespace: self.namespace.clone(),
-        }
+        })
     }
 
     fn controller_config(&self) -> Config {
@@ -168,6 +180,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let gateway_metrics = GatewayMetrics::new(&mut registry);
     let task_metrics = TaskMetrics::new(&mut registry);
     let settlement_metrics = SettlementMetrics::new(&mut registry);
+    let settlement_config = args.settlement_config(&mut registry)?;
     let verifier = Arc::new(crate::verifier::Verifier::new(
         client.clone(),
         &mut registry,
@@ -178,7 +191,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.leader_election {
         wait_for_leadership(&client, &args, stop_tx.clone()).await?;
     }
-    let settlement_config = args.settlement_config();
     // A changed schedule must not start: the ledger sealed the one it pays by.
     settlement::check_schedule(&client, &settlement_config.schedule).await?;
     let settled = SettledUntil::default();

@@ -3,12 +3,10 @@
 //! in the pure core.
 
 pub mod group_key;
+pub mod ledger;
 pub mod summary;
 
-use crate::api::BaseUnits;
-use crate::api::{ComputeTask, Device, Settlement};
-use crate::ledger::accounts::Ledger;
-use crate::ledger::chain;
+use crate::api::{ComputeTask, Device};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kube::api::{ListParams, Patch, PatchParams};
@@ -42,10 +40,16 @@ enum Command {
         #[arg(short, long, default_value = "default")]
         namespace: String,
     },
-    /// The settlement ledger.
+    /// The settlement ledger: verify it, or request an account operation.
     Ledger {
         #[command(subcommand)]
-        command: LedgerCommand,
+        command: ledger::LedgerCommand,
+    },
+    /// Providers' accounts, or one provider's rewards per epoch.
+    Earnings {
+        /// One provider.
+        #[arg(long)]
+        provider: Option<String>,
     },
     /// Manage the Group Keys providers join with.
     GroupKey {
@@ -55,14 +59,6 @@ enum Command {
         #[command(subcommand)]
         command: group_key::GroupKeyCommand,
     },
-}
-
-/// `kubectl zop ledger` commands.
-#[derive(Debug, Subcommand)]
-enum LedgerCommand {
-    /// Recompute the chain's hashes and every sum from the Settlement objects; report the
-    /// first tampered record or broken invariant.
-    Verify,
 }
 
 /// Runs the plugin.
@@ -104,34 +100,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             println!("computetask.zoptoken.io/{name} submitted in {namespace}");
         }
-        Command::Ledger {
-            command: LedgerCommand::Verify,
-        } => {
-            let mut specs: Vec<_> = Api::<Settlement>::all(client)
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .map(|s| s.spec)
-                .collect();
-            specs.sort_by_key(|s| (s.epoch, s.part));
-            if let Err(e) = chain::verify(&specs) {
-                anyhow::bail!("ledger broken: {e}");
-            }
-            // The hashes hold; now every sum: emissions by the sealed schedule, rewards,
-            // the pool, operations against balances, and the supply.
-            let ledger =
-                Ledger::replay(&specs).map_err(|e| anyhow::anyhow!("ledger broken: {e}"))?;
-            let supply = ledger.schedule.as_ref().map_or(0, |s| s.supply.0);
-            println!(
-                "ledger verified: {} settlements, chain intact; {} paid to {} providers, {} in the pool, {} supply",
-                specs.len(),
-                BaseUnits(ledger.paid),
-                ledger.accounts.len(),
-                BaseUnits(ledger.pool),
-                BaseUnits(supply)
-            );
-        }
+        Command::Ledger { command } => ledger::run(client, command).await?,
+        Command::Earnings { provider } => ledger::earnings(client, provider).await?,
         Command::GroupKey { namespace, command } => {
             group_key::run(client, &namespace, command).await?;
         }

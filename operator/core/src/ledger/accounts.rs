@@ -10,7 +10,7 @@
 //!   returned. Rewards are credited to the providers' accounts.
 //! - **Operations**, in the order recorded: `Bond` moves balance into stake, `Unbond`
 //!   moves stake into a cool-down of [`UNBOND_EPOCHS`] epochs after which it is balance
-//!   again, `Withdraw` pays out of the balance, once per id.
+//!   again, `Withdraw` pays out of the balance; each operation id applies once.
 //! - A provider's balance is rewards − withdrawn − staked − unbonding, and never
 //!   negative: an operation that would overdraw it is an error, so the operator checks
 //!   ([`Ledger::check`]) before it records one.
@@ -108,8 +108,8 @@ pub enum LedgerError {
         /// What there was.
         available: u64,
     },
-    /// A withdrawal id recorded twice.
-    #[error("epoch {epoch}: withdrawal {id} was already recorded")]
+    /// An operation id recorded twice.
+    #[error("epoch {epoch}: operation {id} was already recorded")]
     Duplicate {
         /// The epoch.
         epoch: u64,
@@ -131,8 +131,8 @@ pub struct Ledger {
     pub held: u64,
     /// Accounts by provider.
     pub accounts: BTreeMap<String, Account>,
-    /// Withdrawal ids recorded.
-    pub withdrawals: BTreeSet<String>,
+    /// Operation ids recorded (each applies once).
+    pub recorded: BTreeSet<String>,
     /// The last record applied: (epoch, part, parts).
     pub last: Option<(u64, u32, u32)>,
     /// Rewards paid or held by the parts of the current epoch so far, held rewards
@@ -338,12 +338,10 @@ impl Ledger {
             available,
         };
         match op.kind {
-            OperationKind::Withdraw if self.withdrawals.contains(&op.id) => {
-                Err(LedgerError::Duplicate {
-                    epoch,
-                    id: op.id.clone(),
-                })
-            }
+            _ if self.recorded.contains(&op.id) => Err(LedgerError::Duplicate {
+                epoch,
+                id: op.id.clone(),
+            }),
             OperationKind::Bond | OperationKind::Withdraw if op.amount.0 > a.balance() => {
                 Err(over("balance", a.balance()))
             }
@@ -363,6 +361,7 @@ impl Ledger {
 
     /// The effect of an operation [`Self::check`] allowed.
     pub(crate) fn record(&mut self, epoch: u64, op: &AccountOperation) {
+        self.recorded.insert(op.id.clone());
         let a = self.accounts.entry(op.provider.clone()).or_default();
         let amount = op.amount.0;
         match op.kind {
@@ -373,7 +372,6 @@ impl Ledger {
             }
             OperationKind::Withdraw => {
                 a.withdrawn += amount;
-                self.withdrawals.insert(op.id.clone());
             }
             OperationKind::Release => {
                 a.held -= amount;

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod chain;
 pub mod emission;
+pub mod reconcile;
 pub mod rewards;
 pub mod settle;
 pub mod work;

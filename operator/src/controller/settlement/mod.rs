@@ -20,6 +20,7 @@
 use crate::api::settlement::{EmissionSchedule, EpochWindow, SettlementPhase, SettlementSpec};
 use crate::api::{Device, Settlement};
 use crate::ledger::accounts::Ledger;
+use crate::ledger::reconcile::{self, Finding};
 use crate::ledger::{chain, emission, settle, work};
 use crate::tasks::record;
 use anyhow::Context;
@@ -32,10 +33,13 @@ use kube::{Api, Client, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
+
+pub mod prometheus;
+pub mod requests;
 
 /// Settlement settings.
 #[derive(Debug, Clone)]
@@ -46,6 +50,8 @@ pub struct SettlementConfig {
     pub grace_seconds: i64,
     /// The operator's namespace (assignment records).
     pub namespace: String,
+    /// Where reconciliation measures, if it is configured.
+    pub prometheus: Option<prometheus::Prometheus>,
 }
 
 /// The end of the last settled epoch's window, Unix milliseconds (0 before the first):
@@ -195,7 +201,7 @@ async fn pass(
         return Ok(Duration::ZERO);
     };
     chain::verify(&specs).context("the settlement chain")?;
-    finalize_open(&api).await?;
+    finalize_open(&api, config.prometheus.is_some()).await?;
     let ledger = Ledger::replay(&specs).context("the settlement ledger")?;
     let origin = ms(&genesis.window.end);
     let (epoch, part) = ledger.next();
@@ -268,21 +274,63 @@ async fn pass(
         start: time(window.start),
         end: time(window.end),
     };
-    let held = std::collections::BTreeSet::new();
+    let (held, findings) = match &config.prometheus {
+        Some(p) => {
+            reconcile_epoch(
+                p,
+                &specs,
+                &gathered.contributions,
+                origin,
+                window.end,
+                cutoff,
+            )
+            .await?
+        }
+        None => Default::default(),
+    };
+    // Requests the chain already holds (recorded before a restart) are only cleaned up.
+    let requested = requests::pending(client, &config.namespace).await?;
+    let fresh: Vec<_> = requested
+        .iter()
+        .filter(|o| !ledger.recorded.contains(&o.id))
+        .cloned()
+        .collect();
     let out = settle::settle(
         &base,
         &previous,
         epoch_window,
         &gathered.contributions,
         &held,
-        &[],
+        &fresh,
     );
     for r in out.records.iter().skip(part as usize) {
         create(&api, r.clone()).await?;
         metrics.records.inc();
     }
+    let mut recorded = ledger.recorded.clone();
+    recorded.extend(
+        out.records
+            .iter()
+            .flat_map(|r| r.operations.iter().map(|o| o.id.clone())),
+    );
+    let refused: Vec<_> = out
+        .refused
+        .iter()
+        .map(|(op, e)| (op.clone(), e.to_string()))
+        .collect();
+    requests::resolve(client, &config.namespace, &recorded, &refused, &requested).await;
+    for f in findings.iter().filter(|f| held.contains(&f.provider)) {
+        let note = format!(
+            "epoch {epoch}: the reward of {} is held: {}",
+            f.provider,
+            f.held.as_deref().unwrap_or_default()
+        );
+        tracing::warn!(provider = %f.provider, "{note}");
+        held_event(client, &object_name(epoch, 0), &note).await;
+    }
     tracing::info!(
         epoch,
+        held = held.len(),
         parts = out.records.len(),
         providers = gathered.contributions.len(),
         results = gathered.results,
@@ -293,9 +341,67 @@ async fn pass(
     Ok(Duration::ZERO)
 }
 
-/// Finalizes the records still Open. Reconciliation against measured metrics is not
-/// configured, which the `Reconciled` condition says.
-async fn finalize_open(api: &Api<Settlement>) -> anyhow::Result<()> {
+/// Reconciles an epoch's credit with the measurements over the ledger's recent span
+/// (`zop_core::ledger::reconcile`): the providers to hold, and every finding.
+async fn reconcile_epoch(
+    prom: &prometheus::Prometheus,
+    specs: &[SettlementSpec],
+    contributions: &[crate::ledger::rewards::Contribution],
+    origin: i64,
+    end: i64,
+    cutoff: i64,
+) -> anyhow::Result<(BTreeSet<String>, Vec<Finding>)> {
+    let from = (cutoff - reconcile::MAX_SPAN_SECONDS as i64 * 1000).max(origin);
+    let mut credited: BTreeMap<String, u64> = BTreeMap::new();
+    let earlier = specs
+        .iter()
+        .filter(|s| s.epoch > 0 && ms(&s.window.start) >= from && ms(&s.window.end) <= end);
+    for e in earlier.flat_map(|s| &s.entries) {
+        *credited.entry(e.provider.clone()).or_default() += e.work_units;
+    }
+    for c in contributions {
+        *credited.entry(c.provider.clone()).or_default() += c.work_units;
+    }
+    let measured = prom
+        .measure(((cutoff - from) / 1000) as u64, cutoff)
+        .await?;
+    let findings = reconcile::reconcile(&credited, &measured);
+    let now: BTreeSet<&str> = contributions.iter().map(|c| c.provider.as_str()).collect();
+    let held = findings
+        .iter()
+        .filter(|f| f.held.is_some() && now.contains(f.provider.as_str()))
+        .map(|f| f.provider.clone())
+        .collect();
+    Ok((held, findings))
+}
+
+/// A Warning Event on a Settlement that holds an entry, with the figures.
+async fn held_event(client: &Client, name: &str, note: &str) {
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some(<Settlement as kube::Resource>::api_version(&()).into_owned()),
+        kind: Some(<Settlement as kube::Resource>::kind(&()).into_owned()),
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    let ev = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Warning,
+        reason: "Held".into(),
+        note: Some(note.chars().take(1024).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = super::recorder(client.clone())
+        .publish(&ev, &reference)
+        .await
+    {
+        tracing::warn!(error = %e, "publishing a settlement event failed");
+    }
+}
+
+/// Finalizes the records still Open, with a `Reconciled` condition: whether measured
+/// metrics agreed (the entries held say where they did not), or that reconciliation is
+/// not configured.
+async fn finalize_open(api: &Api<Settlement>, reconciled: bool) -> anyhow::Result<()> {
     let open = api
         .list(&ListParams::default())
         .await?
@@ -308,13 +414,40 @@ async fn finalize_open(api: &Api<Settlement>) -> anyhow::Result<()> {
         });
     for s in open {
         let at = Time(Timestamp::now());
+        let held: Vec<&str> = s
+            .spec
+            .entries
+            .iter()
+            .filter(|e| e.held)
+            .map(|e| e.provider.as_str())
+            .collect();
+        let (state, reason, message) = match (reconciled, held.is_empty()) {
+            (false, _) => (
+                "Unknown",
+                "NotConfigured",
+                "no metrics source is configured to reconcile against; finalized as computed from the operator's records".to_string(),
+            ),
+            (true, true) => (
+                "True",
+                "Matched",
+                "the operator's and the workers' measured work agree with every entry".to_string(),
+            ),
+            (true, false) => (
+                "False",
+                "Held",
+                format!(
+                    "measured work contradicts the credit of {}: their rewards are held until released or forfeited (kubectl zop ledger release|forfeit); the Events say by how much",
+                    held.join(", ")
+                ),
+            ),
+        };
         let status = serde_json::json!({
             "phase": SettlementPhase::Finalized,
             "conditions": [{
                 "type": "Reconciled",
-                "status": "Unknown",
-                "reason": "NotConfigured",
-                "message": "no metrics source is configured to reconcile against; finalized as computed from the operator's records",
+                "status": state,
+                "reason": reason,
+                "message": message,
                 "lastTransitionTime": at,
                 "observedGeneration": s.metadata.generation,
             }],
