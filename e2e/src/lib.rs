@@ -7,6 +7,7 @@
 pub mod nodes;
 pub mod operator;
 pub mod pod_runner;
+pub mod prometheus;
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};

@@ -74,7 +74,18 @@ impl Operator {
         gateway_port: u16,
         extra: &[&str],
     ) -> anyhow::Result<Self> {
-        let metrics_port = free_port();
+        Self::start_on_ports(env, test, namespace, (gateway_port, free_port()), extra).await
+    }
+
+    /// As [`Operator::start_on`], with its metrics on a given port too (for a scraper
+    /// configured before it starts).
+    pub async fn start_on_ports(
+        env: &Env,
+        test: &str,
+        namespace: &str,
+        (gateway_port, metrics_port): (u16, u16),
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let log = log_dir(test).join("operator.log");
         let (out, err) = log_file(&log)?;
         let child = ChildGuard::spawn(

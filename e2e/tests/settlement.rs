@@ -10,7 +10,8 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use zop_e2e::operator::{EPOCH_SECONDS, GRACE_SECONDS, Operator, group_key, spawn_agent};
+use zop_e2e::operator::{EPOCH_SECONDS, GRACE_SECONDS, Operator, group_key, sample, spawn_agent};
+use zop_e2e::prometheus::{Prometheus, Target};
 use zop_e2e::{Env, bin_path, delete_all_tasks, free_port, install_crds, wait_for};
 use zop_operator::api::settlement::SettlementSpec;
 use zop_operator::api::{ComputeTask, Device, DevicePhase, Settlement, TaskPhase};
@@ -306,6 +307,249 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     for mut a in agents {
         a.terminate(Duration::from_secs(5));
     }
+
+    // Reconciliation against a real Prometheus, on a fresh ledger: alice's agent is
+    // scraped and honest, bob's is not scraped, and mallory computes honestly but its
+    // scraped metrics say it executed nothing. Mallory's reward is held, not paid, until
+    // an admin forfeits it.
+    for s in settlements
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        let _ = settlements
+            .delete(&s.name_any(), &DeleteParams::default())
+            .await;
+    }
+    tasks
+        .delete("paid", &DeleteParams::default())
+        .await
+        .unwrap();
+    // Prometheus first, scraping the operator, alice's agent and mallory from their
+    // first moment, as a data center's Prometheus would.
+    let (prom_port, metrics_port) = (free_port(), free_port());
+    let (alice_port, mallory_port) = (free_port(), free_port());
+    let targets = [
+        Target {
+            address: format!("127.0.0.1:{metrics_port}"),
+            provider: None,
+        },
+        Target {
+            address: format!("127.0.0.1:{alice_port}"),
+            provider: Some("alice"),
+        },
+        Target {
+            address: format!("127.0.0.1:{mallory_port}"),
+            provider: Some("mallory"),
+        },
+    ];
+    let _prometheus = Prometheus::start(&dir.join("prometheus"), prom_port, &targets)
+        .await
+        .unwrap();
+    let prom_url = format!("http://127.0.0.1:{prom_port}");
+    let operator = Operator::start_on_ports(
+        &env,
+        TEST,
+        &op_ns,
+        (port, metrics_port),
+        &["--prometheus-url", &prom_url],
+    )
+    .await
+    .unwrap();
+    let host = format!("box-{}", std::process::id() % 1000);
+    let mut agents = Vec::new();
+    for (provider, metrics) in [("alice", Some(alice_port)), ("bob", None)] {
+        let key = group_key(
+            &env,
+            &op_ns,
+            &[
+                "create",
+                &format!("{provider}-key2"),
+                "--provider",
+                provider,
+            ],
+        );
+        agents.push(
+            spawn_agent(
+                TEST,
+                &operator.gateway,
+                &ca,
+                key.trim(),
+                &dir.join(provider),
+                &host,
+                metrics,
+            )
+            .unwrap(),
+        );
+    }
+    let key = group_key(
+        &env,
+        &op_ns,
+        &["create", "mallory-key", "--provider", "mallory"],
+    );
+    let log = std::fs::File::create(zop_e2e::operator::log_dir(TEST).join("mallory.log")).unwrap();
+    // It claims the fastest machine, so it gets work; it paces itself under the
+    // gateway's per-caller rate limit.
+    let mut mallory = zop_e2e::ChildGuard::spawn(
+        std::process::Command::new(bin_path("zop-cheater"))
+            .args(["--gateway", &operator.gateway, "--hostname", &host])
+            .args([
+                "--mode",
+                "slow",
+                "--sleep-ms",
+                "200",
+                "--claim-score",
+                "100000",
+            ])
+            .arg("--ca-cert")
+            .arg(&ca)
+            .args(["--metrics-bind", &format!("127.0.0.1:{mallory_port}")])
+            .env("ZOP_GROUP_KEY", key.trim())
+            .stdout(log),
+    )
+    .unwrap();
+    let mallory_device = format!("agent-mallory-{host}");
+    for name in [format!("agent-alice-{host}"), mallory_device.clone()] {
+        wait_for(
+            &format!("{name} Online"),
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            || async {
+                Api::<Device>::all(client.clone())
+                    .get_opt(&name)
+                    .await
+                    .ok()
+                    .flatten()?
+                    .status
+                    .filter(|s| s.phase == DevicePhase::Online)
+                    .map(drop)
+            },
+        )
+        .await;
+    }
+    // Let Prometheus scrape every series at 0 before any work.
+    tokio::time::sleep(Duration::from_secs(3 * EPOCH_SECONDS / 2)).await;
+    let mut second = task.clone();
+    second.metadata.name = Some("paid-2".into());
+    tasks.create(&PostParams::default(), &second).await.unwrap();
+    wait_for(
+        "paid-2 Completed",
+        Duration::from_secs(240),
+        Duration::from_millis(500),
+        || async {
+            let s = tasks.get("paid-2").await.ok()?.status?;
+            assert_ne!(s.phase, TaskPhase::Failed, "{:?}", s.conditions);
+            (s.phase == TaskPhase::Completed).then_some(s)
+        },
+    )
+    .await;
+    let held_specs = wait_for(
+        "mallory's reward held",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let specs = ledger(&settlements).await;
+            specs
+                .iter()
+                .any(|s| s.entries.iter().any(|e| e.provider == "mallory" && e.held))
+                .then_some(specs)
+        },
+    )
+    .await;
+    // Alice and bob are never held; mallory is, once its credit exceeds what the
+    // tolerance forgives of a measurement of nothing (`zop_core::ledger::reconcile`).
+    let mut mallory_credit = 0u64;
+    for s in &held_specs {
+        for e in &s.entries {
+            if e.provider == "mallory" {
+                mallory_credit += e.work_units;
+                let forgiven = mallory_credit as f64 <= 2.0 + 0.25 * mallory_credit as f64;
+                assert_eq!(e.held, !forgiven, "epoch {}: {e:?}", s.epoch);
+            } else {
+                assert!(!e.held, "epoch {}: {e:?}", s.epoch);
+            }
+        }
+    }
+    let held_epoch = held_specs
+        .iter()
+        .find(|s| s.entries.iter().any(|e| e.held))
+        .unwrap();
+    let name = zop_operator::controller::settlement::object_name(held_epoch.epoch, 0);
+    let condition = wait_for(
+        "the held epoch's Reconciled condition",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || async {
+            settlements
+                .get(&name)
+                .await
+                .ok()?
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Reconciled")
+        },
+    )
+    .await;
+    assert_eq!(
+        (condition.status.as_str(), condition.reason.as_str()),
+        ("False", "Held")
+    );
+    let l = Ledger::replay(&held_specs).unwrap();
+    let others: Vec<_> = l
+        .accounts
+        .iter()
+        .filter(|(p, _)| *p != "mallory")
+        .map(|(p, a)| (p.clone(), a.rewards))
+        .collect();
+    eprintln!(
+        "FIGURE settlement: reconciled against Prometheus: mallory held {} base units ({}); others paid {others:?}",
+        l.accounts["mallory"].held, condition.message
+    );
+    // An admin forfeits it: recorded in the next epoch, back in the pool.
+    let out = std::process::Command::new(bin_path("kubectl-zop"))
+        .args(["ledger", "forfeit", "--provider", "mallory", "-n", &op_ns])
+        .env("KUBECONFIG", &env.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let forfeited = wait_for(
+        "the forfeit recorded",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let specs = ledger(&settlements).await;
+            let l = Ledger::replay(&specs).ok()?;
+            (l.accounts.get("mallory")?.held == 0).then_some(l)
+        },
+    )
+    .await;
+    assert_eq!(
+        forfeited.paid + forfeited.pool,
+        zop_operator::api::POOL_BASE_UNITS
+    );
+    let (ok, text) = ledger_verify(&env);
+    assert!(ok, "{text}");
+    let metrics = operator.scrape().await.unwrap();
+    let queries = sample(&metrics, "zop_reconciliation_queries_total", &[]).unwrap_or(0.0);
+    let seconds = sample(&metrics, "zop_reconciliation_query_seconds_sum", &[]).unwrap_or(0.0);
+    eprintln!(
+        "FIGURE settlement: reconciliation sent {queries} queries to Prometheus for {} epochs ({:.1} ms each on average)",
+        forfeited.last.map_or(0, |l| l.0),
+        1e3 * seconds / queries.max(1.0),
+    );
+    mallory.stop();
+    let mut operator = operator;
+    operator.child.terminate(Duration::from_secs(10));
+    for mut a in agents {
+        a.terminate(Duration::from_secs(5));
+    }
+    devices.push((mallory_device, "mallory"));
     for s in settlements
         .list(&ListParams::default())
         .await

@@ -147,6 +147,7 @@ impl RunArgs {
         };
         Ok(SettlementConfig {
             prometheus,
+            payable: Default::default(),
             schedule: EmissionSchedule {
                 epoch_seconds: self.settlement.epoch_seconds,
                 release_ppm: self.settlement.release_ppm,
@@ -180,11 +181,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let gateway_metrics = GatewayMetrics::new(&mut registry);
     let task_metrics = TaskMetrics::new(&mut registry);
     let settlement_metrics = SettlementMetrics::new(&mut registry);
-    let settlement_config = args.settlement_config(&mut registry)?;
+    let mut settlement_config = args.settlement_config(&mut registry)?;
     let verifier = Arc::new(crate::verifier::Verifier::new(
         client.clone(),
         &mut registry,
     ));
+    settlement_config.payable = verifier.metrics.payable_work.clone();
     let registry = Arc::new(registry);
     let http = metrics::serve(args.metrics_bind, registry.clone(), stop_rx.clone()).await?;
 

@@ -74,6 +74,18 @@ impl WorkerMetrics {
             "Operations per second of the last completed fragment",
             m.ops_per_second.clone(),
         );
+        // Every kind's work series exists from the start, at 0: a counter Prometheus
+        // first sees above 0 loses that first increase, which settlement reconciles.
+        for kind in ["computeProof", "training", "inference", "dataProcessing"] {
+            for device in ["cpu", "gpu"] {
+                m.work_units
+                    .get_or_create(&KindLabels {
+                        kind: kind.into(),
+                        device: device.into(),
+                    })
+                    .inc_by(0);
+            }
+        }
         m
     }
 

@@ -19,6 +19,8 @@
 //! - `flatter`: for a training task, the honest gradient commitment with a flattering
 //!   report: a final loss 10% lower and one more sample right than it computed.
 //!
+//! With `--metrics-bind` it also serves worker metrics that say it executed nothing.
+//!
 //! Every verdict it receives is printed as one line on stdout.
 
 use anyhow::Context;
@@ -72,6 +74,29 @@ struct Args {
     /// File holding the name of another device's assignment (`foreign`).
     #[arg(long)]
     victim_file: Option<PathBuf>,
+    /// Serve worker metrics here that say no work was executed, whatever was: the
+    /// measurements settlement reconciles credited work against contradict the credit.
+    #[arg(long)]
+    metrics_bind: Option<std::net::SocketAddr>,
+}
+
+/// Serves a worker exposition whose work counter never moves.
+async fn serve_idle_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let body = "# TYPE zop_worker_work_units counter\nzop_worker_work_units_total{kind=\"computeProof\",device=\"cpu\"} 0\n# EOF\n";
+    loop {
+        let (mut conn, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes()).await;
+        });
+    }
 }
 
 /// What a result and its answers are made of: the digest and the commitment (with the
@@ -86,6 +111,13 @@ struct Made {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(addr) = args.metrics_bind {
+        tokio::spawn(async move {
+            if let Err(e) = serve_idle_metrics(addr).await {
+                eprintln!("metrics: {e}");
+            }
+        });
+    }
     let ca = std::fs::read(&args.ca_cert).context("--ca-cert")?;
     let client = GatewayClient::new(&args.gateway, &ca)?;
     let identification = Identification {

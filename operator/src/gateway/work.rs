@@ -266,6 +266,9 @@ pub async fn work(
     if !matches!(a.state, State::Pending | State::Running) {
         return Err(gone(format!("the assignment is {:?}", a.state)));
     }
+    // The provider's payable-work series exists, at 0, before its first result: a
+    // counter Prometheus first sees above 0 loses that first increase.
+    state.verifier.payable(&provider_of(&state, &a.device), 0);
     let fragments = a
         .unfinished()
         .into_iter()

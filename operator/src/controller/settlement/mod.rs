@@ -23,6 +23,7 @@ use crate::ledger::accounts::Ledger;
 use crate::ledger::reconcile::{self, Finding};
 use crate::ledger::{chain, emission, settle, work};
 use crate::tasks::record;
+use crate::verifier::ProviderLabels;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -31,6 +32,7 @@ use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,6 +54,8 @@ pub struct SettlementConfig {
     pub namespace: String,
     /// Where reconciliation measures, if it is configured.
     pub prometheus: Option<prometheus::Prometheus>,
+    /// The gateway's count of payable work per provider (`zop_payable_work_units_total`).
+    pub payable: Family<ProviderLabels, Counter>,
 }
 
 /// The end of the last settled epoch's window, Unix milliseconds (0 before the first):
@@ -184,6 +188,16 @@ async fn pass(
     settled: &SettledUntil,
     metrics: &SettlementMetrics,
 ) -> anyhow::Result<Duration> {
+    // Every known provider's payable-work series exists, at 0, before its first result:
+    // Prometheus loses the first increase of a counter it first sees above 0.
+    for d in devices.state() {
+        config
+            .payable
+            .get_or_create(&ProviderLabels {
+                provider: d.spec.provider.clone(),
+            })
+            .inc_by(0);
+    }
     let api: Api<Settlement> = Api::all(client.clone());
     let specs = load(&api).await?;
     let len_ms = i64::try_from(config.schedule.epoch_seconds)
