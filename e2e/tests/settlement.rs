@@ -10,11 +10,12 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use zop_e2e::nodes::wait_devices_online;
 use zop_e2e::operator::{EPOCH_SECONDS, GRACE_SECONDS, Operator, group_key, sample, spawn_agent};
 use zop_e2e::prometheus::{Prometheus, Target};
 use zop_e2e::{Env, bin_path, delete_all_tasks, free_port, install_crds, wait_for};
 use zop_operator::api::settlement::SettlementSpec;
-use zop_operator::api::{ComputeTask, Device, DevicePhase, Settlement, TaskPhase};
+use zop_operator::api::{ComputeTask, ComputeTaskStatus, Device, Settlement, TaskPhase};
 use zop_operator::ledger::accounts::Ledger;
 use zop_operator::ledger::chain;
 use zop_operator::ledger::rewards::{Contribution, split};
@@ -33,6 +34,35 @@ async fn ledger(api: &Api<Settlement>) -> Vec<SettlementSpec> {
         .collect();
     specs.sort_by_key(|s| (s.epoch, s.part));
     specs
+}
+
+/// The task's status once it has Completed (it must not fail).
+async fn completed(tasks: &Api<ComputeTask>, name: &str) -> ComputeTaskStatus {
+    wait_for(
+        &format!("{name} Completed"),
+        Duration::from_secs(240),
+        Duration::from_millis(500),
+        || async {
+            let s = tasks.get(name).await.ok()?.status?;
+            assert_ne!(s.phase, TaskPhase::Failed, "{:?}", s.conditions);
+            (s.phase == TaskPhase::Completed).then_some(s)
+        },
+    )
+    .await
+}
+
+/// Deletes every Settlement: a fresh ledger (the next operator seals a new genesis).
+async fn clear_ledger(settlements: &Api<Settlement>) {
+    for s in settlements
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+    {
+        let _ = settlements
+            .delete(&s.name_any(), &DeleteParams::default())
+            .await;
+    }
 }
 
 fn ledger_verify(env: &Env) -> (bool, String) {
@@ -69,16 +99,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     delete_all_tasks(&client).await.unwrap();
     // A ledger of this test's own: earlier tests' operators settled into the shared one.
     let settlements: Api<Settlement> = Api::all(client.clone());
-    for s in settlements
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-    {
-        let _ = settlements
-            .delete(&s.name_any(), &DeleteParams::default())
-            .await;
-    }
+    clear_ledger(&settlements).await;
     let op_ns = env.test_namespace("zop-settle").await.unwrap();
     let team = env.test_namespace("payer").await.unwrap();
     let port = free_port();
@@ -111,24 +132,8 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
         );
         devices.push((format!("agent-{provider}-{host}"), provider));
     }
-    for (name, _) in &devices {
-        wait_for(
-            &format!("{name} Online"),
-            Duration::from_secs(60),
-            Duration::from_millis(200),
-            || async {
-                Api::<Device>::all(client.clone())
-                    .get_opt(name)
-                    .await
-                    .ok()
-                    .flatten()?
-                    .status
-                    .filter(|s| s.phase == DevicePhase::Online)
-                    .map(drop)
-            },
-        )
-        .await;
-    }
+    let names: Vec<String> = devices.iter().map(|(d, _)| d.clone()).collect();
+    wait_devices_online(&client, &names, Duration::from_secs(60)).await;
     let task: ComputeTask = serde_json::from_value(serde_json::json!({
         "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
         "metadata": { "name": "paid" },
@@ -157,17 +162,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
             .unwrap();
     }
     eprintln!("FIGURE settlement: the operator was killed (SIGKILL) at {moments:?} ms");
-    let done = wait_for(
-        "the task Completed",
-        Duration::from_secs(240),
-        Duration::from_millis(500),
-        || async {
-            let s = tasks.get("paid").await.ok()?.status?;
-            assert_ne!(s.phase, TaskPhase::Failed, "{:?}", s.conditions);
-            (s.phase == TaskPhase::Completed).then_some(s)
-        },
-    )
-    .await;
+    let done = completed(&tasks, "paid").await;
     // What each provider earned by the operator's records: its devices' paid results.
     let uid = tasks.get("paid").await.unwrap().uid().unwrap();
     let records: Vec<_> = Api::<ConfigMap>::namespaced(client.clone(), &op_ns)
@@ -312,16 +307,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     // scraped and honest, bob's is not scraped, and mallory computes honestly but its
     // scraped metrics say it executed nothing. Mallory's reward is held, not paid, until
     // an admin forfeits it.
-    for s in settlements
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-    {
-        let _ = settlements
-            .delete(&s.name_any(), &DeleteParams::default())
-            .await;
-    }
+    clear_ledger(&settlements).await;
     tasks
         .delete("paid", &DeleteParams::default())
         .await
@@ -410,40 +396,14 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     )
     .unwrap();
     let mallory_device = format!("agent-mallory-{host}");
-    for name in [format!("agent-alice-{host}"), mallory_device.clone()] {
-        wait_for(
-            &format!("{name} Online"),
-            Duration::from_secs(60),
-            Duration::from_millis(200),
-            || async {
-                Api::<Device>::all(client.clone())
-                    .get_opt(&name)
-                    .await
-                    .ok()
-                    .flatten()?
-                    .status
-                    .filter(|s| s.phase == DevicePhase::Online)
-                    .map(drop)
-            },
-        )
-        .await;
-    }
+    let names = [format!("agent-alice-{host}"), mallory_device.clone()];
+    wait_devices_online(&client, &names, Duration::from_secs(60)).await;
     // Let Prometheus scrape every series at 0 before any work.
     tokio::time::sleep(Duration::from_secs(3 * EPOCH_SECONDS / 2)).await;
     let mut second = task.clone();
     second.metadata.name = Some("paid-2".into());
     tasks.create(&PostParams::default(), &second).await.unwrap();
-    wait_for(
-        "paid-2 Completed",
-        Duration::from_secs(240),
-        Duration::from_millis(500),
-        || async {
-            let s = tasks.get("paid-2").await.ok()?.status?;
-            assert_ne!(s.phase, TaskPhase::Failed, "{:?}", s.conditions);
-            (s.phase == TaskPhase::Completed).then_some(s)
-        },
-    )
-    .await;
+    completed(&tasks, "paid-2").await;
     let held_specs = wait_for(
         "mallory's reward held",
         Duration::from_secs(60),
@@ -550,16 +510,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
         a.terminate(Duration::from_secs(5));
     }
     devices.push((mallory_device, "mallory"));
-    for s in settlements
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-    {
-        let _ = settlements
-            .delete(&s.name_any(), &DeleteParams::default())
-            .await;
-    }
+    clear_ledger(&settlements).await;
     for (name, _) in &devices {
         let _ = Api::<Device>::all(client.clone())
             .delete(name, &DeleteParams::default())
