@@ -51,6 +51,22 @@ async fn completed(tasks: &Api<ComputeTask>, name: &str) -> ComputeTaskStatus {
     .await
 }
 
+/// The ledger once an epoch ending after `ms` (Unix milliseconds) is settled in full.
+async fn settled_past(settlements: &Api<Settlement>, ms: i64) -> Vec<SettlementSpec> {
+    wait_for(
+        "the last result's epoch settled",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || async {
+            let specs = ledger(settlements).await;
+            let last = specs.last()?;
+            let end = last.window.end.0.as_millisecond();
+            (specs.len() > 1 && end > ms && last.part + 1 == last.parts).then_some(specs)
+        },
+    )
+    .await
+}
+
 /// Deletes every Settlement: a fresh ledger (the next operator seals a new genesis).
 async fn clear_ledger(settlements: &Api<Settlement>) {
     for s in settlements
@@ -191,18 +207,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
         done.contributions.iter().map(|c| c.work_units).sum::<u64>()
     );
     // Wait until the epoch holding the last payable result is settled.
-    let specs = wait_for(
-        "the last result's epoch settled",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || async {
-            let specs = ledger(&settlements).await;
-            let end = specs.last()?.window.end.0.as_millisecond();
-            (specs.len() > 1 && end > last_payable && specs.last()?.part + 1 == specs.last()?.parts)
-                .then_some(specs)
-        },
-    )
-    .await;
+    let specs = settled_past(&settlements, last_payable).await;
     operator.child.terminate(Duration::from_secs(10));
 
     chain::verify(&specs).expect("the chain verifies");
@@ -404,6 +409,21 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     second.metadata.name = Some("paid-2".into());
     tasks.create(&PostParams::default(), &second).await.unwrap();
     completed(&tasks, "paid-2").await;
+    // Every result of the task paid (or held) before anything is judged: a held epoch
+    // seen early is not the last one.
+    let uid = tasks.get("paid-2").await.unwrap().uid().unwrap();
+    let last_payable = Api::<ConfigMap>::namespaced(client.clone(), &op_ns)
+        .list(&ListParams::default().labels(&record::selector(&uid)))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter_map(record::from_config_map)
+        .flat_map(|a| a.results)
+        .filter_map(|r| r.payable_ms)
+        .max()
+        .unwrap_or(0);
+    settled_past(&settlements, last_payable).await;
     let held_specs = wait_for(
         "mallory's reward held",
         Duration::from_secs(60),
@@ -478,19 +498,45 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let forfeited = wait_for(
+    // Recorded once, by its id, in a later epoch: exactly the amount held when it was
+    // requested goes back to the pool.
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let id = said
+        .split_whitespace()
+        .skip_while(|w| *w != "as")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no request id in: {said}"))
+        .trim_end_matches(';')
+        .to_string();
+    let held_then = Ledger::replay(&ledger(&settlements).await)
+        .unwrap()
+        .accounts["mallory"]
+        .held;
+    let (forfeit, forfeited) = wait_for(
         "the forfeit recorded",
         Duration::from_secs(60),
         Duration::from_millis(500),
         || async {
             let specs = ledger(&settlements).await;
-            let l = Ledger::replay(&specs).ok()?;
-            (l.accounts.get("mallory")?.held == 0).then_some(l)
+            let op = specs
+                .iter()
+                .flat_map(|s| &s.operations)
+                .find(|o| o.id == id)?
+                .clone();
+            Some((op, Ledger::replay(&specs).ok()?))
         },
     )
     .await;
     assert_eq!(
-        forfeited.paid + forfeited.pool,
+        forfeit.kind,
+        zop_operator::api::settlement::OperationKind::Forfeit
+    );
+    assert!(
+        forfeit.amount.0 > 0 && forfeit.amount.0 <= held_then,
+        "{forfeit:?}"
+    );
+    assert_eq!(
+        forfeited.paid + forfeited.held + forfeited.pool,
         zop_operator::api::POOL_BASE_UNITS
     );
     let (ok, text) = ledger_verify(&env);
