@@ -45,6 +45,14 @@ enum Command {
         #[command(subcommand)]
         command: ledger::LedgerCommand,
     },
+    /// Pay out of a provider's balance (the same as `ledger withdraw`).
+    Withdraw {
+        #[command(flatten)]
+        request: ledger::Request,
+        /// Where the payout goes (opaque to the ledger).
+        #[arg(long)]
+        destination: String,
+    },
     /// Providers' accounts, or one provider's rewards per epoch.
     Earnings {
         /// One provider.
@@ -101,6 +109,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("computetask.zoptoken.io/{name} submitted in {namespace}");
         }
         Command::Ledger { command } => ledger::run(client, command).await?,
+        Command::Withdraw {
+            request,
+            destination,
+        } => {
+            let command = ledger::LedgerCommand::Withdraw {
+                request,
+                destination,
+            };
+            ledger::run(client, command).await?
+        }
         Command::Earnings { provider } => ledger::earnings(client, provider).await?,
         Command::GroupKey { namespace, command } => {
             group_key::run(client, &namespace, command).await?;
