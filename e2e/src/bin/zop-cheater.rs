@@ -229,20 +229,12 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Mode::Foreign | Mode::Lie | Mode::Flatter => continue,
             };
-            let req = ResultsRequest {
-                assignment: work.assignment.clone(),
-                results: vec![FragmentResult {
-                    fragment: span.index,
-                    digest: made.digest.clone(),
-                    work_units: 1,
-                    elapsed_ms: 1,
-                    received_ms: 0,
-                    check: None,
-                    replay_wanted_ms: None,
-                    quality: None,
-                    payable_ms: None,
-                }],
-            };
+            let req = report(
+                work.assignment.clone(),
+                span.index,
+                made.digest.clone(),
+                None,
+            );
             let resp = match client.results(Bearer::Token(&token), &req).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -334,20 +326,12 @@ fn answers(assignment: &str, m: &Made, c: &FragmentChallenge) -> ProofsRequest {
 /// Reports a made-up digest for every fragment of `work`.
 async fn lie(client: &GatewayClient, token: &str, work: &zop_operator::api::protocol::Work) {
     for span in &work.fragments {
-        let req = ResultsRequest {
-            assignment: work.assignment.clone(),
-            results: vec![FragmentResult {
-                fragment: span.index,
-                digest: format!("{:064x}", u64::from(span.index) * 7919 + 1),
-                work_units: 1,
-                elapsed_ms: 1,
-                received_ms: 0,
-                check: None,
-                replay_wanted_ms: None,
-                quality: None,
-                payable_ms: None,
-            }],
-        };
+        let req = report(
+            work.assignment.clone(),
+            span.index,
+            format!("{:064x}", u64::from(span.index) * 7919 + 1),
+            None,
+        );
         let verdict = client.results(Bearer::Token(token), &req).await;
         println!("lie on fragment {}: {verdict:?}", span.index);
         // Spot-checked: it has no tree behind its digest, so it sends made-up proofs.
@@ -388,27 +372,42 @@ async fn flatter(
         if let Some(last) = losses.last_mut() {
             *last *= 0.9;
         }
-        let req = ResultsRequest {
-            assignment: work.assignment.clone(),
-            results: vec![FragmentResult {
-                fragment: span.index,
-                digest: out.digest,
-                work_units: 1,
-                elapsed_ms: 1,
-                received_ms: 0,
-                check: None,
-                replay_wanted_ms: None,
-                quality: Some(ResultQuality {
-                    losses,
-                    correct: (honest.correct + 1).min(span.end - span.start),
-                }),
-                payable_ms: None,
-            }],
-        };
+        let req = report(
+            work.assignment.clone(),
+            span.index,
+            out.digest,
+            Some(ResultQuality {
+                losses,
+                correct: (honest.correct + 1).min(span.end - span.start),
+            }),
+        );
         let verdict = client.results(Bearer::Token(token), &req).await;
         println!("flattered fragment {}: {verdict:?}", span.index);
     }
     Ok(())
+}
+
+/// A report of one result: what every cheating mode sends, with its own lie.
+fn report(
+    assignment: impl Into<String>,
+    fragment: u32,
+    digest: String,
+    quality: Option<ResultQuality>,
+) -> ResultsRequest {
+    ResultsRequest {
+        assignment: assignment.into(),
+        results: vec![FragmentResult {
+            fragment,
+            digest,
+            work_units: 1,
+            elapsed_ms: 1,
+            received_ms: 0,
+            check: None,
+            replay_wanted_ms: None,
+            quality,
+            payable_ms: None,
+        }],
+    }
 }
 
 /// Reports a made-up result on another device's assignment.
@@ -422,20 +421,7 @@ async fn foreign(client: &GatewayClient, token: &str, args: &Args) {
     else {
         return;
     };
-    let req = ResultsRequest {
-        assignment: victim.clone(),
-        results: vec![FragmentResult {
-            fragment: 0,
-            digest: "ab".repeat(32),
-            work_units: 1,
-            elapsed_ms: 1,
-            received_ms: 0,
-            check: None,
-            replay_wanted_ms: None,
-            quality: None,
-            payable_ms: None,
-        }],
-    };
+    let req = report(victim.clone(), 0, "ab".repeat(32), None);
     match client.results(Bearer::Token(token), &req).await {
         Ok(r) => println!("foreign result on {victim} accepted: {r:?}"),
         Err(GatewayError::Refused { status, reason, .. }) => {

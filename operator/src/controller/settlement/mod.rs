@@ -121,26 +121,23 @@ pub fn object_name(epoch: u64, part: u32) -> String {
     }
 }
 
-/// The ledger's records, sorted by epoch and part.
-async fn load(api: &Api<Settlement>) -> anyhow::Result<Vec<SettlementSpec>> {
-    let mut specs: Vec<SettlementSpec> = api
+/// The ledger's objects, sorted by epoch and part.
+async fn load(api: &Api<Settlement>) -> anyhow::Result<Vec<Settlement>> {
+    let mut objects = api
         .list(&ListParams::default())
         .await
         .context("listing Settlements")?
-        .items
-        .into_iter()
-        .map(|s| s.spec)
-        .collect();
-    specs.sort_by_key(|s| (s.epoch, s.part));
-    Ok(specs)
+        .items;
+    objects.sort_by_key(|s| (s.spec.epoch, s.spec.part));
+    Ok(objects)
 }
 
 /// Refuses a configured schedule that is invalid, or differs from the one the ledger's
 /// genesis record sealed.
 pub async fn check_schedule(client: &Client, schedule: &EmissionSchedule) -> anyhow::Result<()> {
     emission::check(schedule).context("the emission schedule")?;
-    let specs = load(&Api::all(client.clone())).await?;
-    if let Some(sealed) = specs.first().and_then(|g| g.schedule.as_ref()) {
+    let objects = load(&Api::all(client.clone())).await?;
+    if let Some(sealed) = objects.first().and_then(|g| g.spec.schedule.as_ref()) {
         emission::check_sealed(schedule, sealed).context("the emission schedule")?;
     }
     Ok(())
@@ -199,7 +196,8 @@ async fn pass(
             .inc_by(0);
     }
     let api: Api<Settlement> = Api::all(client.clone());
-    let specs = load(&api).await?;
+    let objects = load(&api).await?;
+    let specs: Vec<SettlementSpec> = objects.iter().map(|s| s.spec.clone()).collect();
     let len_ms = i64::try_from(config.schedule.epoch_seconds)
         .unwrap_or(i64::MAX / 2_000)
         .saturating_mul(1000);
@@ -215,7 +213,7 @@ async fn pass(
         return Ok(Duration::ZERO);
     };
     chain::verify(&specs).context("the settlement chain")?;
-    finalize_open(&api, config.prometheus.is_some()).await?;
+    finalize_open(&api, &objects, config.prometheus.is_some()).await?;
     let ledger = Ledger::replay(&specs).context("the settlement ledger")?;
     let origin = ms(&genesis.window.end);
     let (epoch, part) = ledger.next();
@@ -273,16 +271,18 @@ async fn pass(
             .map(|s| s.previous_hash.clone())
             .unwrap_or_default()
     };
+    // The ledger before this epoch: the one replayed, or its prefix when parts of this
+    // epoch are already written.
+    let before;
     let base = if part == 0 {
-        ledger.clone()
+        &ledger
     } else {
-        Ledger::replay(
-            &specs
-                .iter()
-                .filter(|s| s.epoch < epoch)
-                .cloned()
-                .collect::<Vec<_>>(),
-        )?
+        let start = specs
+            .iter()
+            .position(|s| s.epoch == epoch)
+            .unwrap_or(specs.len());
+        before = Ledger::replay(&specs[..start])?;
+        &before
     };
     let epoch_window = EpochWindow {
         start: time(window.start),
@@ -310,7 +310,7 @@ async fn pass(
         .cloned()
         .collect();
     let out = settle::settle(
-        &base,
+        base,
         &previous,
         epoch_window,
         &gathered.contributions,
@@ -415,17 +415,16 @@ async fn held_event(client: &Client, name: &str, note: &str) {
 /// Finalizes the records still Open, with a `Reconciled` condition: whether measured
 /// metrics agreed (the entries held say where they did not), or that reconciliation is
 /// not configured.
-async fn finalize_open(api: &Api<Settlement>, reconciled: bool) -> anyhow::Result<()> {
-    let open = api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|s| {
-            s.status
-                .as_ref()
-                .is_none_or(|st| st.phase == SettlementPhase::Open)
-        });
+async fn finalize_open(
+    api: &Api<Settlement>,
+    objects: &[Settlement],
+    reconciled: bool,
+) -> anyhow::Result<()> {
+    let open = objects.iter().filter(|s| {
+        s.status
+            .as_ref()
+            .is_none_or(|st| st.phase == SettlementPhase::Open)
+    });
     for s in open {
         let at = Time(Timestamp::now());
         let held: Vec<&str> = s
@@ -467,7 +466,7 @@ async fn finalize_open(api: &Api<Settlement>, reconciled: bool) -> anyhow::Resul
             }],
             "observedGeneration": s.metadata.generation,
         });
-        super::apply_status(api, &s, status)
+        super::apply_status(api, s, status)
             .await
             .with_context(|| format!("finalizing Settlement {}", s.name_any()))?;
     }
