@@ -3,7 +3,9 @@
 //! at ten random moments meanwhile; and the ledger it leaves pays each verified result
 //! in exactly one epoch, pays each epoch exactly its emission or returns it, keeps the
 //! supply, and verifies with `kubectl zop ledger verify`, which also catches an edited
-//! record.
+//! record. Then, against a real Prometheus, a provider whose measured metrics contradict
+//! its credit is held until an admin forfeits it, and a provider bonds stake and
+//! withdraws through the gateway with its Group Key (`staking`).
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, ListParams, PostParams};
@@ -20,6 +22,9 @@ use zop_operator::ledger::accounts::Ledger;
 use zop_operator::ledger::chain;
 use zop_operator::ledger::rewards::{Contribution, split};
 use zop_operator::tasks::record;
+
+#[path = "settlement/staking.rs"]
+mod staking;
 
 const TEST: &str = "settlement";
 
@@ -350,6 +355,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     .unwrap();
     let host = format!("box-{}", std::process::id() % 1000);
     let mut agents = Vec::new();
+    let mut keys = BTreeMap::new();
     for (provider, metrics) in [("alice", Some(alice_port)), ("bob", None)] {
         let key = group_key(
             &env,
@@ -373,6 +379,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
             )
             .unwrap(),
         );
+        keys.insert(provider, key.trim().to_string());
     }
     let key = group_key(
         &env,
@@ -549,6 +556,21 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
         forfeited.last.map_or(0, |l| l.0),
         1e3 * seconds / queries.max(1.0),
     );
+    staking::provider_requests_and_stake(
+        &env,
+        &staking::Gateway {
+            url: &operator.gateway,
+            ca: &ca,
+        },
+        &keys["alice"],
+        &format!("agent-alice-{host}"),
+        &format!("agent-bob-{host}"),
+        &team,
+        &op_ns,
+    )
+    .await;
+    let (ok, text) = ledger_verify(&env);
+    assert!(ok, "{text}");
     mallory.stop();
     let mut operator = operator;
     operator.child.terminate(Duration::from_secs(10));

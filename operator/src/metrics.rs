@@ -119,7 +119,7 @@ pub async fn serve(
 mod tests {
     use super::*;
     use crate::api::device::{DeviceSource, DeviceSpec, DeviceStatus, NodeSource};
-    use crate::api::{BaseUnits, DeviceClass, DevicePhase};
+    use crate::api::{DeviceClass, DevicePhase};
 
     fn device(class: DeviceClass, phase: DevicePhase) -> Device {
         let mut d = Device::new(
@@ -131,7 +131,6 @@ mod tests {
                     agent: None,
                 },
                 class,
-                stake: BaseUnits(0),
                 cordoned: false,
             },
         );

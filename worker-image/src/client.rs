@@ -10,8 +10,9 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zop_api::protocol::{
-    self, ErrorBody, HeartbeatRequest, HeartbeatResponse, ProofsRequest, ProofsResponse,
-    RegisterRequest, RegisterResponse, ResultsRequest, ResultsResponse, Work,
+    self, ErrorBody, HeartbeatRequest, HeartbeatResponse, LedgerAccount, LedgerRequest,
+    LedgerRequestState, ProofsRequest, ProofsResponse, RegisterRequest, RegisterResponse,
+    ResultsRequest, ResultsResponse, Work,
 };
 
 /// A failed call.
@@ -172,6 +173,27 @@ impl GatewayClient {
         req: &ProofsRequest,
     ) -> Result<ProofsResponse, GatewayError> {
         self.post(protocol::PROOFS, bearer, req).await
+    }
+
+    /// The Group Key's provider's account.
+    pub async fn ledger_account(&self, group_key: &str) -> Result<LedgerAccount, GatewayError> {
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base, protocol::LEDGER))
+            .bearer_auth(group_key)
+            .send()
+            .await?;
+        decode(resp).await
+    }
+
+    /// Asks the ledger for a withdrawal, a bond or an unbond for the Group Key's provider.
+    pub async fn ledger_request(
+        &self,
+        group_key: &str,
+        req: &LedgerRequest,
+    ) -> Result<LedgerRequestState, GatewayError> {
+        self.post(protocol::LEDGER, Bearer::Token(group_key), req)
+            .await
     }
 
     async fn post<B: Serialize, R: DeserializeOwned>(

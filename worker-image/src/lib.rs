@@ -1,10 +1,12 @@
 //! The ZopToken worker as a library: identification ([`probe`]), the benchmark
 //! ([`bench`]) and the hardware fingerprint it carries ([`fingerprint`]); the two ways
 //! to get work, agent mode ([`agent`], joining with a Group Key) and pod mode ([`pod`]),
-//! both talking to the gateway through [`client`] and executing assignments with
+//! both talking to the gateway through [`client`] (as does [`account`], a provider's
+//! ledger requests) and executing assignments with
 //! [`work`] and [`execute`] on the process's [`engine`] (device executor and
 //! [`metrics`]), and stopping promptly on a signal ([`shutdown`]).
 
+pub mod account;
 pub mod agent;
 pub mod bench;
 pub mod client;

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use std::time::Duration;
+use zop_worker::account::{self, AccountArgs};
 use zop_worker::agent::{self, AgentArgs};
 use zop_worker::bench::{self, BenchConfig};
 use zop_worker::pod::{self, PodArgs};
@@ -36,6 +37,9 @@ enum Command {
     Agent(AgentArgs),
     /// Run one assignment inside a worker Pod, authenticated by its projected token.
     Pod(PodArgs),
+    /// Read your provider account, or ask for a withdrawal, a bond or an unbond, with
+    /// your Group Key.
+    Account(AccountArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +47,12 @@ fn main() -> anyhow::Result<()> {
         Command::Agent(args) => {
             logging();
             until_done(|stop| agent::run(args, stop))?;
+        }
+        Command::Account(args) => {
+            if let Err(e) = until_done(|_| account::run(args)) {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
         }
         Command::Pod(args) => {
             logging();

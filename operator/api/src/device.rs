@@ -69,11 +69,6 @@ pub struct DeviceSpec {
     /// The declared device class. Placement only sends GPU work to `gpu` devices.
     pub class: DeviceClass,
 
-    /// CXT the provider has bonded to this device, in base units (1 CXT = 1,000,000).
-    /// Staking raises placement priority and reward share; it never mints.
-    #[serde(default)]
-    pub stake: BaseUnits,
-
     /// When true the device receives no new fragments (maintenance); running ones finish.
     #[serde(default)]
     pub cordoned: bool,
@@ -201,6 +196,12 @@ pub struct DeviceStatus {
     /// Track record that weighs placement and rewards.
     #[serde(default)]
     pub reputation: Reputation,
+    /// The stake its provider has bonded in the ledger, in base units (1 CXT =
+    /// 1,000,000). Derived by the operator from the Settlement chain after every epoch:
+    /// it raises placement priority and reward share, admits the device to tasks with a
+    /// `minStake`, and puts it first for replays. Bonding never mints.
+    #[serde(default)]
+    pub stake: BaseUnits,
     /// Latest observations, merged by type (Ready, HardwarePlausible).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

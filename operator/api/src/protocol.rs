@@ -15,6 +15,9 @@ pub const WORK: &str = "/v1/work";
 pub const RESULTS: &str = "/v1/results";
 /// Route where workers answer the challenges of a committed result.
 pub const PROOFS: &str = "/v1/proofs";
+/// Route where a provider, with a Group Key, reads its account (`GET`) and requests a
+/// withdrawal, a bond or an unbond (`POST`).
+pub const LEDGER: &str = "/v1/ledger";
 
 /// Query of [`WORK`]: a worker pod names its assignment; an agent may leave it out to
 /// get the next one for its device.
@@ -297,6 +300,67 @@ pub struct FragmentResult {
     /// accepted without a proof. It fixes the epoch that pays it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payable_ms: Option<i64>,
+}
+
+/// A provider's request of the ledger (`POST` [`LEDGER`]); the provider is the Group
+/// Key's, never a field of the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LedgerRequest {
+    /// The provider's own id of the request, 1 to 40 of `a-z`, `0-9` and `-`: a retry
+    /// with the same id is the same request, recorded (and paid) at most once.
+    pub id: String,
+    /// `Withdraw`, `Bond` or `Unbond` (releasing or forfeiting held rewards is an
+    /// admin's decision).
+    pub kind: crate::settlement::OperationKind,
+    /// Base units, more than 0.
+    pub amount: crate::common::BaseUnits,
+    /// Withdrawals only: where the payout goes, outside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+}
+
+/// Where a provider's request stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerRequestState {
+    /// The id the ledger records it under: `<provider>.<id>`.
+    pub id: String,
+    /// What it asks.
+    pub kind: crate::settlement::OperationKind,
+    /// Base units.
+    pub amount: crate::common::BaseUnits,
+    /// `Pending` (recorded when the next epoch is settled), `Refused` (with `reason`)
+    /// or `Recorded` (the chain holds it).
+    pub state: String,
+    /// Why it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A provider's account as the ledger has it (`GET` [`LEDGER`]), base units throughout.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerAccount {
+    /// The provider.
+    pub provider: String,
+    /// What may be bonded or withdrawn.
+    pub balance: u64,
+    /// Rewards ever credited.
+    pub rewards: u64,
+    /// Paid out.
+    pub withdrawn: u64,
+    /// Bonded stake.
+    pub staked: u64,
+    /// Unbonded stake still cooling down.
+    pub unbonding: u64,
+    /// Rewards held by reconciliation.
+    pub held: u64,
+    /// The last settled epoch.
+    pub epoch: u64,
+    /// Requests not yet recorded, and refused ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<LedgerRequestState>,
 }
 
 fn is_zero(v: &i64) -> bool {

@@ -1,5 +1,6 @@
 //! `ComputeTask`: work a requester submits in their namespace.
 
+use super::common::BaseUnits;
 use super::device::DeviceClass;
 use super::task_status::ComputeTaskStatus;
 use kube::{CustomResource, KubeSchema};
@@ -307,6 +308,10 @@ pub struct Requirements {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self <= 1000").message("minReputation must be between 0 and 1000"))]
     pub min_reputation: Option<u32>,
+    /// Least stake of the devices' provider, bonded in the ledger, in base units (1 CXT =
+    /// 1,000,000): advanced work for providers with something to lose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_stake: Option<BaseUnits>,
     /// The execution runtime the fragments need.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<Runtime>,

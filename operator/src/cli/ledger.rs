@@ -2,14 +2,11 @@
 //! accounts from it, and requesting account operations of the settlement controller
 //! (recorded in the next epoch; see `controller::settlement::requests`).
 
-use crate::api::settlement::{AccountOperation, OperationKind, SettlementSpec};
-use crate::api::{BaseUnits, Settlement};
-use crate::controller::settlement::requests;
-use crate::ledger::accounts::Ledger;
-use crate::ledger::chain;
+use crate::api::BaseUnits;
+use crate::api::settlement::{AccountOperation, OperationKind};
+use crate::controller::settlement::{read_ledger, requests};
 use clap::Subcommand;
-use kube::api::ListParams;
-use kube::{Api, Client};
+use kube::Client;
 
 /// `kubectl zop ledger` commands.
 #[derive(Debug, Subcommand)]
@@ -49,28 +46,11 @@ pub struct Request {
     namespace: String,
 }
 
-/// The chain, sorted, verified and replayed.
-async fn load(client: &Client) -> anyhow::Result<(Vec<SettlementSpec>, Ledger)> {
-    let mut specs: Vec<_> = Api::<Settlement>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(|s| s.spec)
-        .collect();
-    specs.sort_by_key(|s| (s.epoch, s.part));
-    chain::verify(&specs).map_err(|e| anyhow::anyhow!("ledger broken: {e}"))?;
-    // The hashes hold; now every sum: emissions by the sealed schedule, rewards, the
-    // pool, operations against balances, and the supply.
-    let ledger = Ledger::replay(&specs).map_err(|e| anyhow::anyhow!("ledger broken: {e}"))?;
-    Ok((specs, ledger))
-}
-
 /// Runs a ledger command.
 pub async fn run(client: Client, command: LedgerCommand) -> anyhow::Result<()> {
     let (kind, request, destination) = match command {
         LedgerCommand::Verify => {
-            let (specs, ledger) = load(&client).await?;
+            let (specs, ledger) = read_ledger(&client).await?;
             let supply = ledger.schedule.as_ref().map_or(0, |s| s.supply.0);
             println!(
                 "ledger verified: {} settlements, chain intact; {} paid to {} providers, {} held, {} in the pool, {} supply",
@@ -92,7 +72,7 @@ pub async fn run(client: Client, command: LedgerCommand) -> anyhow::Result<()> {
         LedgerCommand::Bond(r) => (OperationKind::Bond, r, None),
         LedgerCommand::Unbond(r) => (OperationKind::Unbond, r, None),
     };
-    let (_, ledger) = load(&client).await?;
+    let (_, ledger) = read_ledger(&client).await?;
     let account = ledger
         .accounts
         .get(&request.provider)
@@ -119,7 +99,11 @@ pub async fn run(client: Client, command: LedgerCommand) -> anyhow::Result<()> {
     ledger
         .check(epoch, &op)
         .map_err(|e| anyhow::anyhow!("refused: {e}"))?;
-    requests::submit(&client, &request.namespace, &op).await?;
+    anyhow::ensure!(
+        requests::submit(&client, &request.namespace, &op).await?,
+        "a request with id {} is already waiting",
+        op.id
+    );
     println!(
         "{kind:?} of {} for {} requested as {}; it is recorded when epoch {epoch} is settled",
         BaseUnits(amount),
@@ -131,7 +115,7 @@ pub async fn run(client: Client, command: LedgerCommand) -> anyhow::Result<()> {
 
 /// `kubectl zop earnings`: every provider's account, or one provider's per-epoch rewards.
 pub async fn earnings(client: Client, provider: Option<String>) -> anyhow::Result<()> {
-    let (specs, ledger) = load(&client).await?;
+    let (specs, ledger) = read_ledger(&client).await?;
     match provider {
         None => {
             println!(

@@ -65,7 +65,7 @@ mod tests {
     use crate::api::device::{
         DeviceSource, DeviceSpec, DeviceStatus, GpuInfo, Identification, NodeSource,
     };
-    use crate::api::{BaseUnits, DeviceClass, DevicePhase};
+    use crate::api::{DeviceClass, DevicePhase};
 
     fn device(model: Option<&str>, phase: DevicePhase) -> Device {
         let mut d = Device::new(
@@ -81,7 +81,6 @@ mod tests {
                 } else {
                     DeviceClass::Cpu
                 },
-                stake: BaseUnits(0),
                 cordoned: false,
             },
         );

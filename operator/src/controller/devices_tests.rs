@@ -1,8 +1,8 @@
 //! Tests of the pure `plan` step of the device controller.
 
 use super::*;
+use crate::api::DeviceClass;
 use crate::api::device::{AgentSource, DeviceSource, DeviceSpec, NodeSource};
-use crate::api::{BaseUnits, DeviceClass};
 use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
 
 fn at(secs: i64) -> Timestamp {
@@ -14,7 +14,6 @@ fn spec(source: DeviceSource) -> DeviceSpec {
         provider: "acme".into(),
         source,
         class: DeviceClass::Gpu,
-        stake: BaseUnits(0),
         cordoned: false,
     }
 }

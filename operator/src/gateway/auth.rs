@@ -155,7 +155,9 @@ impl Authenticator {
         let outcome = if token.starts_with(TOKEN_PREFIX) {
             self.device(token, addr).await
         } else if token.starts_with(secrets::KEY_PREFIX) {
-            return Err(refused("a Group Key only registers; use the device token"));
+            return Err(refused(
+                "a Group Key only registers and asks the ledger; use the device token",
+            ));
         } else {
             self.review(token, &key, addr).await
         };

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod checks;
 pub mod conn;
+pub mod ledger;
 pub mod metrics;
 pub mod proofs;
 pub mod protocol;
@@ -177,6 +178,7 @@ pub fn router(state: Arc<GatewayState>) -> Router {
             protocol::PROOFS,
             post(proofs::proofs).layer(DefaultBodyLimit::disable()),
         )
+        .route(protocol::LEDGER, get(ledger::account).post(ledger::request))
         .route("/healthz", get(|| async { "ok" }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), timed))
         .layer(axum::middleware::from_fn(client_addr))

@@ -198,7 +198,7 @@ pub fn decode_heartbeat(bytes: &[u8]) -> Result<HeartbeatRequest, ApiError> {
     Ok(req)
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         // serde_json names the path only implicitly; its message carries the field name.
         ApiError::invalid("body", e)

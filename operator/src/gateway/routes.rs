@@ -65,6 +65,47 @@ pub(super) async fn caller(
     Ok(who)
 }
 
+/// The Group Key a request presents, charged to its rate limit, and the keys it may be
+/// (checked by `secrets::authorize`).
+pub(super) fn group_key<'h>(
+    state: &GatewayState,
+    headers: &'h HeaderMap,
+    addr: IpAddr,
+) -> Result<(&'h str, Vec<GroupKey>)> {
+    let key = bearer(headers)
+        .filter(|k| k.starts_with(KEY_PREFIX))
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                Reject::InvalidGroupKey.as_str(),
+                "present a Group Key as the bearer token",
+            )
+        })?;
+    state.auth.admit_lookup(addr)?;
+    state
+        .limiter
+        .check_key(&secrets::hash(key))
+        .map_err(|_| rate_limited("too many requests for this Group Key; slow down"))?;
+    let keys = state
+        .keys
+        .state()
+        .iter()
+        .filter_map(|s| secrets::parse_key_secret(s))
+        .collect();
+    Ok((key, keys))
+}
+
+/// The refusal of a Group Key.
+pub(super) fn key_refused(r: Reject) -> ApiError {
+    ApiError {
+        status: r.status(),
+        reason: r.as_str(),
+        message: match r {
+            Reject::QuotaExceeded => "the Group Key's device quota is used up".into(),
+            _ => "the Group Key is not valid".into(),
+        },
+    }
+}
+
 /// `POST /v1/register`.
 pub async fn register(
     State(state): State<Arc<GatewayState>>,
@@ -90,26 +131,8 @@ async fn register_inner(
     headers: &HeaderMap,
     raw: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<RegisterResponse>)> {
-    let key = bearer(headers)
-        .filter(|k| k.starts_with(KEY_PREFIX))
-        .ok_or_else(|| {
-            ApiError::unauthorized(
-                Reject::InvalidGroupKey.as_str(),
-                "present a Group Key as the bearer token",
-            )
-        })?;
-    state.auth.admit_lookup(addr)?;
-    state
-        .limiter
-        .check_key(&secrets::hash(key))
-        .map_err(|_| rate_limited("too many requests for this Group Key; slow down"))?;
+    let (key, keys) = group_key(state, headers, addr)?;
     let (req, raw_hostname) = protocol::decode_registration(&body(raw)?)?;
-    let keys: Vec<GroupKey> = state
-        .keys
-        .state()
-        .iter()
-        .filter_map(|s| secrets::parse_key_secret(s))
-        .collect();
     // One registration at a time, counting those the cache has not caught up with, so
     // concurrent registrations cannot overrun a key's quota.
     let mut recent = state.registrations.lock().await;
@@ -148,14 +171,7 @@ async fn register_inner(
         existing(k).is_some()
             || recent.contains_key(&secrets::agent_device_name(&k.provider, &req.hostname))
     })
-    .map_err(|r| ApiError {
-        status: r.status(),
-        reason: r.as_str(),
-        message: match r {
-            Reject::QuotaExceeded => "the Group Key's device quota is used up".into(),
-            _ => "the Group Key is not valid".into(),
-        },
-    })?;
+    .map_err(key_refused)?;
     let name = secrets::agent_device_name(&key.provider, &req.hostname);
     let current = existing(key);
     // Another machine whose host name sanitizes to the same Device name must not take
@@ -395,7 +411,7 @@ async fn apply_status(
     Ok(())
 }
 
-fn internal(what: &str, e: kube::Error) -> ApiError {
+pub(super) fn internal(what: &str, e: kube::Error) -> ApiError {
     tracing::warn!(error = %e, "{what} failed");
     ApiError::internal()
 }

@@ -32,6 +32,19 @@ const PEAKS: &[(&str, u64)] = &[
     ("L4", 242_000),
 ];
 
+/// The highest peak of [`PEAKS`]: no device executes more work units a second.
+pub const FASTEST_PEAK: u64 = {
+    let mut i = 0;
+    let mut best = 0;
+    while i < PEAKS.len() {
+        if PEAKS[i].1 > best {
+            best = PEAKS[i].1;
+        }
+        i += 1;
+    }
+    best
+};
+
 /// The peak of a product name, if the model is known.
 pub fn peak_of(product: &str) -> Option<u64> {
     let p = product.to_ascii_uppercase();

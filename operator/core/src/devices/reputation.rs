@@ -22,6 +22,9 @@ use k8s_openapi::jiff::Timestamp;
 pub const NEUTRAL: u32 = 500;
 /// Highest score.
 pub const MAX: u32 = 1000;
+/// Scores at or above this are of good standing: with stake, such a device is first
+/// in line for replays (a record well above a newcomer's, earned by verified work).
+pub const GOOD_STANDING: u32 = 600;
 /// Scores below this are quarantined.
 pub const QUARANTINE_BELOW: u32 = 300;
 /// Where a failed verification puts a score at most.

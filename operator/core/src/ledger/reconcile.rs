@@ -13,12 +13,21 @@
 //!   providers whose workers are scraped (labelled `zop_provider`). A provider credited
 //!   with more than its machines measured doing is paid for work it did not do there.
 //!
-//! A provider is held when its credit exceeds either measurement by more than
-//! [`RELATIVE`] of it plus [`SLACK`] units, or when the operator's count has no series for
-//! it at all. A provider whose workers are not scraped is reconciled against the
-//! operator's count alone.
+//! - **the workers' busy seconds** (`zop_worker_fragment_seconds_total`: time spent
+//!   executing fragments, which on a GPU is GPU-busy time). Work takes time: no device
+//!   executes more than [`FASTEST_UNITS_PER_SECOND`] work units a second (the fastest
+//!   known GPU's peak, `devices::plausibility`), so credit beyond the busy seconds at
+//!   that rate was not done on the machines measured.
+//!
+//! A provider is held when its credit exceeds either count, or what its busy seconds
+//! allow, by more than [`RELATIVE`] of it plus [`SLACK`] units, or when the operator's
+//! count has no series for it at all. A provider whose workers are not scraped is
+//! reconciled against the operator's count alone.
 
 use std::collections::BTreeMap;
+
+/// The most work units (GOP) any device executes in one busy second.
+pub const FASTEST_UNITS_PER_SECOND: u64 = crate::devices::plausibility::FASTEST_PEAK;
 
 /// The longest span compared, in seconds (a week).
 pub const MAX_SPAN_SECONDS: u64 = 7 * 86_400;
@@ -35,6 +44,8 @@ pub struct Measured {
     pub operator: BTreeMap<String, f64>,
     /// The workers' count of executed work, for providers whose workers are scraped.
     pub workers: BTreeMap<String, f64>,
+    /// The workers' busy seconds, for providers whose workers are scraped.
+    pub seconds: BTreeMap<String, f64>,
 }
 
 /// One provider's reconciliation.
@@ -48,6 +59,8 @@ pub struct Finding {
     pub operator: Option<f64>,
     /// The workers' count, if they are scraped.
     pub workers: Option<f64>,
+    /// The workers' busy seconds, if they are scraped.
+    pub seconds: Option<f64>,
     /// Why it is held, if it is.
     pub held: Option<String>,
 }
@@ -64,6 +77,8 @@ pub fn reconcile(credited: &BTreeMap<String, u64>, measured: &Measured) -> Vec<F
         .map(|(provider, c)| {
             let operator = measured.operator.get(provider).copied();
             let workers = measured.workers.get(provider).copied();
+            let seconds = measured.seconds.get(provider).copied();
+            let possible = seconds.map(|s| s * FASTEST_UNITS_PER_SECOND as f64);
             let held = match (operator, workers) {
                 (None, _) if *c > 0 => Some(format!(
                     "credited {c} work units, the operator counted none for {provider}"
@@ -74,13 +89,19 @@ pub fn reconcile(credited: &BTreeMap<String, u64>, measured: &Measured) -> Vec<F
                 (_, Some(w)) if short(*c, w) => Some(format!(
                     "credited {c} work units, {provider}'s workers measured {w:.1}"
                 )),
-                _ => None,
+                _ => match (seconds, possible) {
+                    (Some(s), Some(p)) if short(*c, p) => Some(format!(
+                        "credited {c} work units, more than {provider}'s workers can execute in the {s:.3} busy seconds they measured ({FASTEST_UNITS_PER_SECOND} units a second at most)"
+                    )),
+                    _ => None,
+                },
             };
             Finding {
                 provider: provider.clone(),
                 credited: *c,
                 operator,
                 workers,
+                seconds,
                 held,
             }
         })
@@ -95,11 +116,15 @@ mod tests {
         rows.iter().map(|(p, c)| (p.to_string(), *c)).collect()
     }
 
+    fn m(rows: &[(&str, f64)]) -> BTreeMap<String, f64> {
+        rows.iter().map(|(p, v)| (p.to_string(), *v)).collect()
+    }
+
     fn measured(operator: &[(&str, f64)], workers: &[(&str, f64)]) -> Measured {
-        let m = |rows: &[(&str, f64)]| rows.iter().map(|(p, v)| (p.to_string(), *v)).collect();
         Measured {
             operator: m(operator),
             workers: m(workers),
+            seconds: BTreeMap::new(),
         }
     }
 
@@ -141,5 +166,26 @@ mod tests {
             &measured(&[("a", 30.0)], &[("a", 50.0)]),
         );
         assert_eq!(f[0].held, None);
+    }
+
+    #[test]
+    fn credit_beyond_what_the_busy_seconds_allow_is_held() {
+        let c = 2 * FASTEST_UNITS_PER_SECOND;
+        let mut m = measured(
+            &[("a", c as f64), ("b", c as f64)],
+            &[("a", c as f64), ("b", c as f64)],
+        );
+        // a's workers were busy long enough; b's claim the work in a tenth of the time the
+        // fastest GPU needs.
+        m.seconds = super::tests::m(&[("a", 2.0), ("b", 0.2)]);
+        let f = reconcile(&credited(&[("a", c), ("b", c)]), &m);
+        assert_eq!(f[0].held, None);
+        assert_eq!(f[1].seconds, Some(0.2));
+        let why = f[1].held.as_deref().unwrap();
+        assert!(why.contains("0.200 busy seconds"), "{why}");
+        // Idle metrics: any credit beyond the slack is held.
+        m.seconds = super::tests::m(&[("a", 0.0)]);
+        let f = reconcile(&credited(&[("a", 10)]), &m);
+        assert!(f[0].held.is_some());
     }
 }

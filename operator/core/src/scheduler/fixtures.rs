@@ -33,7 +33,6 @@ impl DeviceBuilder {
                 }),
             },
             class,
-            stake: BaseUnits(0),
             cordoned: false,
         };
         let mut device = Device::new(name, spec);
@@ -216,7 +215,7 @@ impl DeviceBuilder {
 
     /// With `units` base units of stake.
     pub fn stake(mut self, units: u64) -> Self {
-        self.device.spec.stake = BaseUnits(units);
+        self.status().stake = BaseUnits(units);
         self
     }
 

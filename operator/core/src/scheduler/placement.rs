@@ -288,17 +288,19 @@ pub struct CompiledRequirements {
     gpu_models: Option<Vec<String>>,
     min_capability: Option<(u16, u16)>,
     min_reputation: Option<u32>,
+    min_stake: Option<u64>,
     needs_cuda: bool,
 }
 
 /// The requirement names, in the order devices are checked against them.
-pub const REQUIREMENT_FIELDS: [&str; 6] = [
+pub const REQUIREMENT_FIELDS: [&str; 7] = [
     "deviceClass",
     "minVramMiB",
     "gpuModels",
     "minComputeCapability",
     "runtime",
     "minReputation",
+    "minStake",
 ];
 
 impl CompiledRequirements {
@@ -320,6 +322,7 @@ impl CompiledRequirements {
             gpu_models: req.gpu_models.clone(),
             min_capability,
             min_reputation: req.min_reputation,
+            min_stake: req.min_stake.map(|s| s.0),
             // Every worker has the CPU path, so only `cuda` narrows the devices.
             needs_cuda: req.runtime == Some(Runtime::Cuda),
         })
@@ -327,7 +330,7 @@ impl CompiledRequirements {
 
     /// The first requirement `v` fails, by its name in [`REQUIREMENT_FIELDS`].
     pub fn rejection(&self, v: &DeviceView) -> Option<&'static str> {
-        let [class, vram, models, cc, runtime, reputation] = REQUIREMENT_FIELDS;
+        let [class, vram, models, cc, runtime, reputation, stake] = REQUIREMENT_FIELDS;
         if self.class.is_some_and(|c| c != v.class) {
             return Some(class);
         }
@@ -352,6 +355,9 @@ impl CompiledRequirements {
         }
         if self.min_reputation.is_some_and(|m| v.reputation < m) {
             return Some(reputation);
+        }
+        if self.min_stake.is_some_and(|m| v.stake < m) {
+            return Some(stake);
         }
         None
     }

@@ -8,6 +8,7 @@ use super::index::{AssignmentIndex, Assumptions};
 use super::placement::{LoadState, nominate};
 use super::snapshot::Snapshot;
 use crate::api::Device;
+use crate::devices::reputation::GOOD_STANDING;
 use std::collections::HashMap;
 
 /// A queued task with its UID.
@@ -114,9 +115,10 @@ pub fn round<'a>(
     }
 }
 
-/// Places each queued replay on the least loaded eligible device whose provider has not
-/// executed the fragment yet, after the cycle took its share; also says which replays no
-/// such device exists for.
+/// Places each queued replay on an eligible device whose provider has not executed the
+/// fragment yet, after the cycle took its share: staked devices of good standing first
+/// (their verdicts carry more weight, as they have stake and a record to lose), then the
+/// least loaded. Also says which replays no such device exists for.
 fn place_replays<'a>(
     devices: impl Iterator<Item = &'a Device>,
     index: &AssignmentIndex,
@@ -172,6 +174,7 @@ fn place_replays<'a>(
                 .min_by_key(|&i| {
                     let v = &snapshot.devices[i];
                     (
+                        !(v.stake > 0 && v.reputation >= GOOD_STANDING),
                         u64::from(load.used(i)) * 1000 / u64::from(v.capacity.max(1)),
                         v.name_hash,
                     )
@@ -236,5 +239,41 @@ mod tests {
         assert_eq!(r.snapshot.devices[i as usize].name, "b-1");
         // Fragment 4 ran on both providers' devices: no third provider exists.
         assert_eq!(r.unreplayable, [(0, 1)]);
+    }
+
+    #[test]
+    fn replays_go_to_staked_devices_of_good_standing_first() {
+        let pick = |devices: &[Device]| {
+            let task = queued(vec![replay(0, &["a-1"])]);
+            let r = round(
+                devices.iter(),
+                &AssignmentIndex::default(),
+                &Assumptions::default(),
+                &[Waiting {
+                    uid: "u",
+                    task: &task,
+                }],
+                0,
+                &CycleConfig::default(),
+            );
+            let (_, _, i) = r.replays[0];
+            r.snapshot.devices[i as usize].name.clone()
+        };
+        let device = |name: &str, provider: &str, stake: u64, reputation: u32, running: u32| {
+            DeviceBuilder::cpu(name)
+                .provider(provider)
+                .stake(stake)
+                .reputation(reputation)
+                .running(running)
+                .build()
+        };
+        let ran = device("a-1", "alice", 0, 500, 0);
+        // Busier, but staked and of good standing: chosen over idle plain devices.
+        let staked = device("s-1", "sam", 1, GOOD_STANDING, 3);
+        let plain = device("p-1", "pat", 0, 1000, 0);
+        assert_eq!(pick(&[ran.clone(), staked.clone(), plain.clone()]), "s-1");
+        // Stake without standing earns no preference: the least loaded wins.
+        let poor = device("s-1", "sam", 1, GOOD_STANDING - 1, 3);
+        assert_eq!(pick(&[ran, poor, plain]), "p-1");
     }
 }

@@ -69,7 +69,7 @@ pub struct DeviceView {
     pub online_ratio_permille: u32,
     /// Total seconds online.
     pub online_seconds: u64,
-    /// Bonded stake in base units.
+    /// Its provider's bonded stake in base units (the ledger's, through the status).
     pub stake: u64,
     /// Fragments the device holds already (running or queued), as the status reports it
     /// or as its load percentage implies, whichever is more.
@@ -125,7 +125,7 @@ impl DeviceView {
             score,
             online_ratio_permille: status.online_ratio_permille.min(1000),
             online_seconds: status.online_seconds,
-            stake: device.spec.stake.0,
+            stake: status.stake.0,
             running,
             capacity,
             unit_limit: (device.spec.source.node.is_some()

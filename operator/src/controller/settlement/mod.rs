@@ -42,6 +42,7 @@ use std::time::Duration;
 
 pub mod prometheus;
 pub mod requests;
+pub mod stake;
 
 /// Settlement settings.
 #[derive(Debug, Clone)]
@@ -132,6 +133,20 @@ async fn load(api: &Api<Settlement>) -> anyhow::Result<Vec<Settlement>> {
     Ok(objects)
 }
 
+/// The chain as the Settlement objects hold it, sorted, its hashes verified and every
+/// sum replayed: emissions by the sealed schedule, rewards, the pool, operations against
+/// balances, and the supply.
+pub async fn read_ledger(client: &Client) -> anyhow::Result<(Vec<SettlementSpec>, Ledger)> {
+    let specs: Vec<_> = load(&Api::all(client.clone()))
+        .await?
+        .into_iter()
+        .map(|s| s.spec)
+        .collect();
+    chain::verify(&specs).map_err(|e| anyhow::anyhow!("ledger broken: {e}"))?;
+    let ledger = Ledger::replay(&specs).map_err(|e| anyhow::anyhow!("ledger broken: {e}"))?;
+    Ok((specs, ledger))
+}
+
 /// Refuses a configured schedule that is invalid, or differs from the one the ledger's
 /// genesis record sealed.
 pub async fn check_schedule(client: &Client, schedule: &EmissionSchedule) -> anyhow::Result<()> {
@@ -215,6 +230,12 @@ async fn pass(
     chain::verify(&specs).context("the settlement chain")?;
     finalize_open(&api, &objects, config.prometheus.is_some()).await?;
     let ledger = Ledger::replay(&specs).context("the settlement ledger")?;
+    let state = devices.state();
+    stake::write(
+        client,
+        &stake::changes(state.iter().map(|d| d.as_ref()), &ledger),
+    )
+    .await;
     let origin = ms(&genesis.window.end);
     let (epoch, part) = ledger.next();
     let last = specs

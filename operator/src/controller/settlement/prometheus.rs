@@ -1,7 +1,8 @@
 //! Reconciliation's measurements, from the Prometheus HTTP API (`/api/v1/query`): the
 //! operator's count of payable work per provider, and the workers' count of executed
-//! work per provider (scrape targets labelled `zop_provider`), each as `increase` over
-//! the span at the epoch's end (`@`), so a late query reads the same figures.
+//! work and busy seconds per provider (scrape targets labelled `zop_provider`), each as
+//! `increase` over the span at the epoch's end (`@`), so a late query reads the same
+//! figures.
 
 use crate::ledger::reconcile::Measured;
 use anyhow::Context;
@@ -97,7 +98,7 @@ impl Prometheus {
             .collect())
     }
 
-    /// Both counts over the `span_s` seconds ending at `end_ms`.
+    /// The counts and the busy seconds over the `span_s` seconds ending at `end_ms`.
     pub async fn measure(&self, span_s: u64, end_ms: i64) -> anyhow::Result<Measured> {
         let at = end_ms as f64 / 1000.0;
         let span = span_s.max(1);
@@ -115,6 +116,19 @@ impl Prometheus {
                 at,
             )
             .await?;
-        Ok(Measured { operator, workers })
+        let seconds = self
+            .query(
+                &format!(
+                    "sum by (zop_provider) (increase(zop_worker_fragment_seconds_total[{span}s]))"
+                ),
+                "zop_provider",
+                at,
+            )
+            .await?;
+        Ok(Measured {
+            operator,
+            workers,
+            seconds,
+        })
     }
 }

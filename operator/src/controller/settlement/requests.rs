@@ -1,6 +1,7 @@
 //! Account operations requested of the ledger (withdrawals, stake, releasing or
 //! forfeiting held rewards): ConfigMaps in the operator's namespace labelled
-//! [`LABEL`], which only admins (`kubectl zop ledger ...`) and the operator can write.
+//! [`LABEL`], which only admins (`kubectl zop ledger ...`) and the operator can write;
+//! providers ask through the gateway with a Group Key (`gateway::ledger`).
 //! The settlement controller records them in the next epoch in the order they were made
 //! (`zop_core::ledger::settle` checks each against the balances), deletes each once the
 //! chain holds it (so a restart never records one twice: the ledger also refuses a
@@ -25,8 +26,12 @@ pub fn name(op: &AccountOperation) -> String {
     format!("zop-ledger-{}", op.id)
 }
 
-/// Writes a request.
-pub async fn submit(client: &Client, namespace: &str, op: &AccountOperation) -> anyhow::Result<()> {
+/// Writes a request; `Ok(false)` if a request of that id is already stored.
+pub async fn submit(
+    client: &Client,
+    namespace: &str,
+    op: &AccountOperation,
+) -> anyhow::Result<bool> {
     let cm = ConfigMap {
         metadata: ObjectMeta {
             name: Some(name(op)),
@@ -39,15 +44,27 @@ pub async fn submit(client: &Client, namespace: &str, op: &AccountOperation) -> 
         )])),
         ..Default::default()
     };
-    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+    match Api::<ConfigMap>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &cm)
         .await
-        .with_context(|| format!("writing the request {}", name(op)))?;
-    Ok(())
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("writing the request {}", name(op))),
+    }
 }
 
-/// The requests not yet recorded or refused, oldest first.
-pub async fn pending(client: &Client, namespace: &str) -> anyhow::Result<Vec<AccountOperation>> {
+/// A request as stored: the operation, and why the ledger refused it, if it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The operation.
+    pub op: AccountOperation,
+    /// The ledger's refusal.
+    pub refused: Option<String>,
+}
+
+/// Every request still stored, oldest first.
+pub async fn list(client: &Client, namespace: &str) -> anyhow::Result<Vec<Stored>> {
     let mut items = Api::<ConfigMap>::namespaced(client.clone(), namespace)
         .list(&ListParams::default().labels(LABEL))
         .await
@@ -62,13 +79,23 @@ pub async fn pending(client: &Client, namespace: &str) -> anyhow::Result<Vec<Acc
         .iter()
         .filter_map(|cm| {
             let data = cm.data.as_ref()?;
-            if data.contains_key(REFUSED) {
-                return None;
-            }
             let op: AccountOperation = serde_json::from_str(data.get(KEY)?).ok()?;
             // A request is only what its name says: no id smuggled under another's name.
-            (name(&op) == cm.name_any()).then_some(op)
+            (name(&op) == cm.name_any()).then(|| Stored {
+                op,
+                refused: data.get(REFUSED).cloned(),
+            })
         })
+        .collect())
+}
+
+/// The requests not yet recorded or refused, oldest first.
+pub async fn pending(client: &Client, namespace: &str) -> anyhow::Result<Vec<AccountOperation>> {
+    Ok(list(client, namespace)
+        .await?
+        .into_iter()
+        .filter(|s| s.refused.is_none())
+        .map(|s| s.op)
         .collect())
 }
 

@@ -1,7 +1,7 @@
 //! Tests of filters, scoring, tiers, load spreading and determinism.
 
 use super::*;
-use crate::api::Device;
+use crate::api::{BaseUnits, Device};
 use crate::scheduler::fixtures::{DeviceBuilder, fleet};
 use crate::scheduler::snapshot::{SLOTS_PER_GPU, TierBounds};
 
@@ -55,7 +55,8 @@ fn each_requirement_excludes_exactly_the_devices_that_fail_it() {
     let no_cuda = view(DeviceBuilder::l4("nocuda").no_cuda());
     let no_cc = view(DeviceBuilder::l4("nocc").capability(""));
     let low_rep = view(DeviceBuilder::h100("lowrep").reputation(100));
-    let all = [&h100, &a100, &l4, &cpu, &no_cuda, &no_cc, &low_rep];
+    let staked = view(DeviceBuilder::l4("staked").stake(5_000_000));
+    let all = [&h100, &a100, &l4, &cpu, &no_cuda, &no_cc, &low_rep, &staked];
     let admitted = |req: Requirements| -> Vec<&str> {
         all.iter()
             .filter(|v| eligible(&req, v))
@@ -90,21 +91,21 @@ fn each_requirement_excludes_exactly_the_devices_that_fail_it() {
             gpu_models: Some(vec!["nvidia-l4".into(), "NVIDIA-A100-SXM4-40GB".into()]),
             ..Default::default()
         }),
-        ["a100", "l4", "nocuda", "nocc"]
+        ["a100", "l4", "nocuda", "nocc", "staked"]
     );
     assert_eq!(
         admitted(Requirements {
             min_compute_capability: Some("8.9".into()),
             ..Default::default()
         }),
-        ["h100", "l4", "nocuda", "lowrep"]
+        ["h100", "l4", "nocuda", "lowrep", "staked"]
     );
     assert_eq!(
         admitted(Requirements {
             runtime: Some(Runtime::Cuda),
             ..Default::default()
         }),
-        ["h100", "a100", "l4", "nocc", "lowrep"]
+        ["h100", "a100", "l4", "nocc", "lowrep", "staked"]
     );
     assert_eq!(
         admitted(Requirements {
@@ -122,6 +123,30 @@ fn each_requirement_excludes_exactly_the_devices_that_fail_it() {
         })
         .len(),
         all.len() - 1
+    );
+    for (min, expected) in [(5_000_000, vec!["staked"]), (5_000_001, vec![])] {
+        let req = Requirements {
+            min_stake: Some(BaseUnits(min)),
+            ..Default::default()
+        };
+        assert_eq!(admitted(req), expected, "minStake {min}");
+    }
+}
+
+#[test]
+fn a_stake_requirement_names_the_field_when_no_device_meets_it() {
+    let s = snap(&[
+        DeviceBuilder::l4("a").stake(1).build(),
+        DeviceBuilder::l4("b").build(),
+    ]);
+    let req = Requirements {
+        min_stake: Some(BaseUnits(2)),
+        ..Default::default()
+    };
+    let err = nominate(&req, &s).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no device meets the requirements: of 2 available devices, 2 fail minStake"
     );
 }
 
