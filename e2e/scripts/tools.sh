@@ -76,9 +76,10 @@ build_helm() {
   go_build helm "$helm_dir" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 }
 
-# Debian's prometheus package, unpacked (never installed as a service).
+# Debian's prometheus package, unpacked (never installed as a service): the server and
+# promtool, which checks the chart's alerting rules.
 build_prometheus() {
-  [ -x "$prom_dir/prometheus" ] && return
+  [ -x "$prom_dir/prometheus" ] && [ -x "$prom_dir/promtool" ] && return
   command -v apt-get >/dev/null || die "apt-get is missing: Prometheus comes from Debian's 'prometheus' package"
   local tmp; tmp=$(mktemp -d)
   echo "tools: fetching Debian's prometheus package" >&2
@@ -87,7 +88,7 @@ build_prometheus() {
     || die "apt-get download prometheus failed: run 'apt-get update' and check the Debian mirror"
   dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
   mkdir -p "$prom_dir.partial"
-  cp "$tmp/root/usr/bin/prometheus" "$prom_dir.partial/"
+  cp "$tmp/root/usr/bin/prometheus" "$tmp/root/usr/bin/promtool" "$prom_dir.partial/"
   rm -rf "$prom_dir" "$tmp" && mv "$prom_dir.partial" "$prom_dir"
 }
 
@@ -123,6 +124,7 @@ export ZOP_KWOK=$kwok_dir/kwok
 export ZOP_KWOKCTL=$kwok_dir/kwokctl
 export ZOP_HELM=$helm_dir/helm
 export ZOP_PROMETHEUS=$prom_dir/prometheus
+export ZOP_PROMTOOL=$prom_dir/promtool
 export LD_LIBRARY_PATH=$nvrtc_dir\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}
 ENV
 }

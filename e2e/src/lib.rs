@@ -133,6 +133,20 @@ pub async fn delete_all_tasks(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Deletes every Settlement: a fresh ledger (the next operator seals a new genesis).
+/// Test binaries run one after another, so no other test's operator is settling.
+pub async fn clear_ledger(client: &Client) {
+    use kube::ResourceExt;
+    let settlements: Api<zop_operator::api::Settlement> = Api::all(client.clone());
+    if let Ok(list) = settlements.list(&Default::default()).await {
+        for s in list.items {
+            let _ = settlements
+                .delete(&s.name_any(), &DeleteParams::default())
+                .await;
+        }
+    }
+}
+
 /// A client for a kubeconfig file.
 pub async fn client_for(path: &Path) -> anyhow::Result<Client> {
     let kc = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;

@@ -44,11 +44,13 @@ use tokio::task::{JoinHandle, JoinSet};
 
 mod admit;
 mod env;
+mod network;
 mod objects;
 mod prepare;
 mod status;
 
 use env::*;
+pub use network::{ApiServer, SERVICE_ACCOUNT_DIR};
 use objects::*;
 use prepare::*;
 use status::*;
@@ -91,6 +93,12 @@ pub struct RunnerOptions {
     pub override_env: BTreeMap<String, String>,
     /// How long processes get between SIGTERM and SIGKILL when the runner stops.
     pub shutdown_grace: Duration,
+    /// Environment variables whose `0.0.0.0:PORT` value binds the pod's own loopback
+    /// address instead ([`PodRunner::address`]), as on a pod IP of its own.
+    pub pod_address_env: Vec<String>,
+    /// The API server a container mounting the service-account directory is pointed at
+    /// (with its own token); `None` leaves such containers without in-cluster access.
+    pub api_server: Option<ApiServer>,
 }
 
 impl Default for RunnerOptions {
@@ -106,6 +114,8 @@ impl Default for RunnerOptions {
                 "127.0.0.1:0".to_string(),
             )]),
             shutdown_grace: Duration::from_secs(5),
+            pod_address_env: Vec::new(),
+            api_server: None,
         }
     }
 }
@@ -225,12 +235,24 @@ impl PodRunner {
             counters: Counters::default(),
             fake_nodes: Mutex::new(HashMap::new()),
             gpus: admit::GpuLedger::default(),
+            addresses: Mutex::new(HashMap::new()),
         });
         let task = tokio::spawn(watch_and_run(shared.clone()));
         Self {
             shared,
             task: Some(task),
         }
+    }
+
+    /// The loopback address pod `namespace/name` binds (with
+    /// [`RunnerOptions::pod_address_env`]), once it was started.
+    pub fn address(&self, namespace: &str, name: &str) -> Option<std::net::Ipv4Addr> {
+        self.shared
+            .addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
     }
 
     /// Counters for tests and reports.
@@ -334,6 +356,8 @@ struct Shared {
     fake_nodes: Mutex<HashMap<String, bool>>,
     /// GPUs held by the pods admitted on each node.
     gpus: admit::GpuLedger,
+    /// Each pod's own loopback address, by namespace and name.
+    addresses: Mutex<HashMap<(String, String), std::net::Ipv4Addr>>,
 }
 
 /// What a pod task learns from `poll_exit`.
@@ -345,6 +369,17 @@ enum Exit {
 }
 
 impl Shared {
+    /// The pod's own loopback address, given on first use.
+    fn address(&self, namespace: &str, name: &str) -> std::net::Ipv4Addr {
+        let mut all = self
+            .addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let next = u32::try_from(all.len()).unwrap_or(u32::MAX);
+        *all.entry((namespace.to_string(), name.to_string()))
+            .or_insert_with(|| network::address_of(next))
+    }
+
     fn procs(&self) -> MutexGuard<'_, Procs> {
         self.procs.lock().unwrap_or_else(PoisonError::into_inner)
     }

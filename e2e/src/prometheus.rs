@@ -72,4 +72,21 @@ impl Prometheus {
         .context("Prometheus never became ready")?;
         Ok(Self { url, _child: child })
     }
+
+    /// Evaluates `expr` now: the number of series it returns, or Prometheus's error.
+    pub async fn series(&self, expr: &str) -> anyhow::Result<usize> {
+        let body: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", expr)])
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::ensure!(
+            body["status"] == "success",
+            "Prometheus refused `{expr}`: {}",
+            body["error"]
+        );
+        Ok(body["data"]["result"].as_array().map_or(0, Vec::len))
+    }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use zop_e2e::nodes::wait_devices_online;
 use zop_e2e::operator::{EPOCH_SECONDS, GRACE_SECONDS, Operator, group_key, sample, spawn_agent};
 use zop_e2e::prometheus::{Prometheus, Target};
-use zop_e2e::{Env, bin_path, delete_all_tasks, free_port, install_crds, wait_for};
+use zop_e2e::{Env, bin_path, clear_ledger, delete_all_tasks, free_port, install_crds, wait_for};
 use zop_operator::api::settlement::SettlementSpec;
 use zop_operator::api::{ComputeTask, ComputeTaskStatus, Device, Settlement, TaskPhase};
 use zop_operator::ledger::accounts::Ledger;
@@ -23,6 +23,8 @@ use zop_operator::ledger::chain;
 use zop_operator::ledger::rewards::{Contribution, split};
 use zop_operator::tasks::record;
 
+#[path = "settlement/monitoring.rs"]
+mod monitoring;
 #[path = "settlement/staking.rs"]
 mod staking;
 
@@ -72,20 +74,6 @@ async fn settled_past(settlements: &Api<Settlement>, ms: i64) -> Vec<SettlementS
     .await
 }
 
-/// Deletes every Settlement: a fresh ledger (the next operator seals a new genesis).
-async fn clear_ledger(settlements: &Api<Settlement>) {
-    for s in settlements
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-    {
-        let _ = settlements
-            .delete(&s.name_any(), &DeleteParams::default())
-            .await;
-    }
-}
-
 fn ledger_verify(env: &Env) -> (bool, String) {
     let out = std::process::Command::new(bin_path("kubectl-zop"))
         .args(["ledger", "verify"])
@@ -120,7 +108,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     delete_all_tasks(&client).await.unwrap();
     // A ledger of this test's own: earlier tests' operators settled into the shared one.
     let settlements: Api<Settlement> = Api::all(client.clone());
-    clear_ledger(&settlements).await;
+    clear_ledger(&client).await;
     let op_ns = env.test_namespace("zop-settle").await.unwrap();
     let team = env.test_namespace("payer").await.unwrap();
     let port = free_port();
@@ -317,7 +305,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     // scraped and honest, bob's is not scraped, and mallory computes honestly but its
     // scraped metrics say it executed nothing. Mallory's reward is held, not paid, until
     // an admin forfeits it.
-    clear_ledger(&settlements).await;
+    clear_ledger(&client).await;
     tasks
         .delete("paid", &DeleteParams::default())
         .await
@@ -340,7 +328,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
             provider: Some("mallory"),
         },
     ];
-    let _prometheus = Prometheus::start(&dir.join("prometheus"), prom_port, &targets)
+    let prometheus = Prometheus::start(&dir.join("prometheus"), prom_port, &targets)
         .await
         .unwrap();
     let prom_url = format!("http://127.0.0.1:{prom_port}");
@@ -571,6 +559,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     .await;
     let (ok, text) = ledger_verify(&env);
     assert!(ok, "{text}");
+    monitoring::dashboards_and_alerts_evaluate(&prometheus).await;
     mallory.stop();
     let mut operator = operator;
     operator.child.terminate(Duration::from_secs(10));
@@ -578,7 +567,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
         a.terminate(Duration::from_secs(5));
     }
     devices.push((mallory_device, "mallory"));
-    clear_ledger(&settlements).await;
+    clear_ledger(&client).await;
     for (name, _) in &devices {
         let _ = Api::<Device>::all(client.clone())
             .delete(name, &DeleteParams::default())

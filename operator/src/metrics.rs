@@ -22,7 +22,7 @@ pub fn registry() -> Registry {
     Registry::with_prefix("zop")
 }
 
-/// `zop_devices{phase,class}`: Devices counted from the store on every scrape, so the
+/// `zop_devices{phase,class,model}`: Devices counted from the store on every scrape, so the
 /// figure can never drift from what the API server holds.
 #[derive(Debug)]
 pub struct DeviceCollector {
@@ -36,16 +36,25 @@ impl DeviceCollector {
     }
 }
 
-/// Devices by (phase, class).
+/// Devices by (phase, class, model): the model is the first GPU's product name, `none`
+/// for devices without a GPU (few distinct values: one per product a fleet holds).
 pub fn count_devices<'a>(
     devices: impl Iterator<Item = &'a Device>,
-) -> BTreeMap<(String, String), i64> {
+) -> BTreeMap<(String, String, String), i64> {
     let mut counts = BTreeMap::new();
     for d in devices {
-        let phase = d.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        let status = d.status.as_ref();
+        let phase = status.map(|s| s.phase).unwrap_or_default();
+        let model = status
+            .and_then(|s| s.identification.as_ref()?.gpus.first())
+            .map_or_else(
+                || "none".to_string(),
+                |g| g.model.chars().take(64).collect(),
+            );
         let key = (
             format!("{phase:?}"),
             format!("{:?}", d.spec.class).to_lowercase(),
+            model,
         );
         *counts.entry(key).or_insert(0) += 1;
     }
@@ -58,12 +67,12 @@ impl Collector for DeviceCollector {
         let counts = count_devices(devices.iter().map(AsRef::as_ref));
         let mut family = encoder.encode_descriptor(
             "devices",
-            "Devices by phase and class",
+            "Devices by phase, class and GPU model",
             None,
             MetricType::Gauge,
         )?;
-        for ((phase, class), n) in counts {
-            let labels = [("phase", phase), ("class", class)];
+        for ((phase, class, model), n) in counts {
+            let labels = [("phase", phase), ("class", class), ("model", model)];
             ConstGauge::new(n).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
@@ -78,11 +87,30 @@ pub fn render(registry: &Registry) -> String {
     out
 }
 
-/// Serves `/metrics` (the registry, OpenMetrics text) and `/healthz` on `bind` until
-/// `stop` turns true. Shared by the operator and the worker.
+/// Whether this replica serves: it holds the leader Lease and its gateway is listening.
+/// A standby is live (`/healthz`) but not ready (`/readyz`), so the gateway Service sends
+/// nothing to it.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<std::sync::atomic::AtomicBool>);
+
+impl Readiness {
+    /// Marks the replica ready.
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether it is.
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Serves `/metrics` (the registry, OpenMetrics text), `/healthz` (live) and `/readyz`
+/// (`ready`) on `bind` until `stop` turns true.
 pub async fn serve(
     bind: SocketAddr,
     registry: Arc<prometheus_client::registry::Registry>,
+    ready: Readiness,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let app = Router::new()
@@ -101,7 +129,23 @@ pub async fn serve(
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok" }));
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.get();
+                async move {
+                    if ready {
+                        (axum::http::StatusCode::OK, "ok")
+                    } else {
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "standby: another replica leads, or the gateway is not listening yet",
+                        )
+                    }
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding the metrics endpoint to {bind}: is the port in use?"))?;
@@ -142,16 +186,33 @@ mod tests {
     }
 
     #[test]
-    fn devices_are_counted_by_phase_and_class() {
+    fn devices_are_counted_by_phase_class_and_model() {
         let ds = [
             device(DeviceClass::Gpu, DevicePhase::Online),
             device(DeviceClass::Gpu, DevicePhase::Online),
             device(DeviceClass::Cpu, DevicePhase::Offline),
         ];
         let counts = count_devices(ds.iter());
-        assert_eq!(counts[&("Online".into(), "gpu".into())], 2);
-        assert_eq!(counts[&("Offline".into(), "cpu".into())], 1);
+        assert_eq!(counts[&("Online".into(), "gpu".into(), "none".into())], 2);
+        assert_eq!(counts[&("Offline".into(), "cpu".into(), "none".into())], 1);
         assert_eq!(counts.len(), 2);
+        let mut h100 = device(DeviceClass::Gpu, DevicePhase::Online);
+        h100.status.as_mut().unwrap().identification = Some(crate::api::device::Identification {
+            gpus: vec![crate::api::device::GpuInfo {
+                model: "NVIDIA-H100-80GB-HBM3".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let counts = count_devices([h100].iter());
+        assert_eq!(
+            counts[&(
+                "Online".into(),
+                "gpu".into(),
+                "NVIDIA-H100-80GB-HBM3".into()
+            )],
+            1
+        );
     }
 
     /// The metric name of an exposition line: the text before its labels or value.
@@ -177,6 +238,13 @@ mod tests {
         DeviceCollector::register(&mut registry, store);
         let gateway = GatewayMetrics::new(&mut registry);
         let tasks = TaskMetrics::new(&mut registry);
+        crate::controller::settlement::SettlementMetrics::new(&mut registry);
+        crate::verifier::VerifierMetrics::new(&mut registry);
+        crate::controller::settlement::prometheus::Prometheus::new(
+            "http://127.0.0.1:9",
+            &mut registry,
+        )
+        .unwrap();
         gateway.heartbeats.inc();
         gateway.results.inc();
         gateway.registration("accepted", "Registered");
@@ -216,6 +284,10 @@ mod tests {
             );
         }
         for family in [
+            "zop_settlement_epoch",
+            "zop_settlement_held_entries",
+            "zop_settlement_epoch_rewards_base_units",
+            "zop_reconciliation_queries",
             "zop_devices",
             "zop_fragments",
             "zop_gateway_heartbeats",

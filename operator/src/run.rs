@@ -34,7 +34,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 300)]
     pub accounting_period_seconds: i64,
     /// Address of the metrics and health endpoints.
-    #[arg(long, default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "ZOP_METRICS_BIND", default_value = "0.0.0.0:8080")]
     pub metrics_bind: SocketAddr,
     /// Elect a leader through a Lease before running controllers.
     #[arg(long, default_value_t = false)]
@@ -188,11 +188,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     ));
     settlement_config.payable = verifier.metrics.payable_work.clone();
     let registry = Arc::new(registry);
-    let http = metrics::serve(args.metrics_bind, registry.clone(), stop_rx.clone()).await?;
+    let ready = metrics::Readiness::default();
+    let http = metrics::serve(
+        args.metrics_bind,
+        registry.clone(),
+        ready.clone(),
+        stop_rx.clone(),
+    )
+    .await?;
 
-    if args.leader_election {
-        wait_for_leadership(&client, &args, stop_tx.clone()).await?;
-    }
+    let lease = if args.leader_election {
+        Some(wait_for_leadership(&client, &args, stop_tx.clone()).await?)
+    } else {
+        None
+    };
     // A changed schedule must not start: the ledger sealed the one it pays by.
     settlement::check_schedule(&client, &settlement_config.schedule).await?;
     let settled = SettledUntil::default();
@@ -223,6 +232,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         verifier.clone(),
         pem,
         device_cache.clone(),
+        ready,
         stopped(stop_rx.clone()),
     ));
     let gateway_abort = gateway.abort_handle();
@@ -267,6 +277,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller::devices::run(devices, client.clone(), config, stopped(stop_rx.clone())),
     );
     let _ = stop_tx.send(true);
+    if let Some(lease) = lease {
+        let _ = lease.await;
+    }
     http.await.context("metrics server")?;
     Ok(())
 }
@@ -296,28 +309,47 @@ async fn stop_on_signal(tx: watch::Sender<bool>) {
 }
 
 /// Blocks until this replica holds the Lease; on a later loss, requests a stop so the
-/// process exits and its replacement competes again.
+/// process exits and its replacement competes again. The task returned ends once a stop
+/// was requested and the Lease released, so a standby takes over at once rather than
+/// after the Lease expires: await it after the controllers stopped writing.
 async fn wait_for_leadership(
     client: &Client,
     args: &RunArgs,
     stop: watch::Sender<bool>,
-) -> anyhow::Result<()> {
-    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-        .with_namespace(&args.namespace)
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let mut builder =
+        LeaseManagerBuilder::new(client.clone(), &args.lease_name).with_namespace(&args.namespace);
+    // The Pod's name says who leads (`kubectl get lease`); elsewhere a random identity.
+    if let Ok(pod) = std::env::var("POD_NAME") {
+        builder = builder.with_identity(pod);
+    }
+    let manager = builder
         .build()
         .await
         .context("creating the leader-election Lease manager")?;
-    let (mut leader, _task) = manager.watch().await;
+    let (mut leader, manager_task) = manager.watch().await;
     tracing::info!(lease = %args.lease_name, "waiting for leadership");
     leader
         .wait_for(|l| *l)
         .await
         .context("lease manager stopped")?;
     tracing::info!("acquired leadership");
-    tokio::spawn(async move {
-        let _ = leader.wait_for(|l| !*l).await;
-        tracing::warn!("lost leadership, stopping");
-        let _ = stop.send(true);
-    });
-    Ok(())
+    let mut stopping = stop.subscribe();
+    Ok(tokio::spawn(async move {
+        tokio::select! {
+            _ = leader.wait_for(|l| !*l) => {
+                tracing::warn!("lost leadership, stopping");
+                let _ = stop.send(true);
+            }
+            _ = stopping.wait_for(|s| *s) => {}
+        }
+        // Closing the channel makes the manager release the Lease.
+        drop(leader);
+        match tokio::time::timeout(std::time::Duration::from_secs(5), manager_task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("released the leader Lease"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "releasing the leader Lease failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the Lease manager failed"),
+            Err(_) => tracing::warn!("releasing the leader Lease timed out"),
+        }
+    }))
 }

@@ -74,16 +74,17 @@ impl WorkerMetrics {
             "Operations per second of the last completed fragment",
             m.ops_per_second.clone(),
         );
-        // Every kind's work series exists from the start, at 0: a counter Prometheus
-        // first sees above 0 loses that first increase, which settlement reconciles.
+        // Every kind's work and busy-time series exist from the start, at 0: a counter
+        // Prometheus first sees above 0 loses that first increase, and settlement
+        // reconciles both.
         for kind in ["computeProof", "training", "inference", "dataProcessing"] {
             for device in ["cpu", "gpu"] {
-                m.work_units
-                    .get_or_create(&KindLabels {
-                        kind: kind.into(),
-                        device: device.into(),
-                    })
-                    .inc_by(0);
+                let labels = KindLabels {
+                    kind: kind.into(),
+                    device: device.into(),
+                };
+                m.work_units.get_or_create(&labels).inc_by(0);
+                m.fragment_seconds.get_or_create(&labels).inc_by(0.0);
             }
         }
         m
@@ -204,6 +205,9 @@ mod tests {
             r#"zop_worker_fragment_seconds_total{kind="computeProof",device="gpu"} 2.0"#,
             "zop_worker_gpu_busy_seconds_total 1.5",
             r#"zop_worker_kernel_ops_per_second{kind="computeProof",device="gpu"} 2000000000.0"#,
+            // Kinds not run yet are there at 0, for reconciliation's `increase`.
+            r#"zop_worker_work_units_total{kind="training",device="cpu"} 0"#,
+            r#"zop_worker_fragment_seconds_total{kind="training",device="cpu"} 0.0"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

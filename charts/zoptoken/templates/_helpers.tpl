@@ -8,3 +8,6 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 app.kubernetes.io/name: zoptoken
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
+{{- define "zoptoken.workerURL" -}}
+{{- .Values.gateway.workerURL | default (printf "https://zop-gateway.%s.svc:%v" .Release.Namespace .Values.gateway.port) -}}
+{{- end }}

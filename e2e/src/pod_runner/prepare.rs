@@ -122,6 +122,8 @@ pub(super) async fn prepare(
     for (k, v) in &shared.opts.override_env {
         env.insert(k.clone(), v.clone());
     }
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    network::apply(shared, (&namespace, name), &mounts, &mut env, pod_dir)?;
 
     let argv: Vec<String> = container
         .command

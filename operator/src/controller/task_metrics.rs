@@ -35,6 +35,9 @@ pub struct TaskMetrics {
     queue: Family<NamespaceLabels, Gauge>,
     invalid: Family<ReasonLabels, prometheus_client::metrics::counter::Counter>,
     tasks: Arc<Mutex<HashMap<String, (String, FragmentCounts)>>>,
+    /// Namespaces whose queue was ever published: their series stays, at 0 when
+    /// nothing waits, so a dashboard shows an empty queue rather than no data.
+    namespaces: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl TaskMetrics {
@@ -46,6 +49,7 @@ impl TaskMetrics {
             queue: Family::default(),
             invalid: Family::default(),
             tasks: Arc::default(),
+            namespaces: Arc::default(),
         };
         registry.register(
             "invalid_records",
@@ -117,13 +121,35 @@ impl TaskMetrics {
         {
             self.fragments.get_or_create(&StateLabels { state }).set(v);
         }
-        self.queue.clear();
-        for (ns, v) in queue {
+        let mut seen = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        seen.extend(queue.keys().map(|ns| ns.to_string()));
+        for ns in seen.iter() {
             self.queue
                 .get_or_create(&NamespaceLabels {
-                    namespace: ns.to_string(),
+                    namespace: ns.clone(),
                 })
-                .set(v);
+                .set(queue.get(ns.as_str()).copied().unwrap_or(0));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_whose_tasks_ended_shows_an_empty_queue_not_no_data() {
+        let mut registry = Registry::default();
+        let m = TaskMetrics::new(&mut registry);
+        let waiting = FragmentCounts {
+            pending: 3,
+            ..Default::default()
+        };
+        m.observe_task("team", "u1", &waiting, false);
+        let text = crate::metrics::render(&registry);
+        assert!(text.contains("queue_depth{namespace=\"team\"} 3"), "{text}");
+        m.observe_task("team", "u1", &waiting, true);
+        let text = crate::metrics::render(&registry);
+        assert!(text.contains("queue_depth{namespace=\"team\"} 0"), "{text}");
     }
 }

@@ -43,7 +43,11 @@ pub struct GatewayConfig {
     #[arg(skip)]
     pub namespace: String,
     /// Address the gateway listens on.
-    #[arg(long = "gateway-bind", default_value = "0.0.0.0:8443")]
+    #[arg(
+        long = "gateway-bind",
+        env = "ZOP_GATEWAY_BIND",
+        default_value = "0.0.0.0:8443"
+    )]
     pub bind: SocketAddr,
     /// The kubernetes.io/tls Secret with the certificate; generated when absent.
     #[arg(long = "gateway-tls-secret", default_value = "zop-gateway-tls")]
@@ -218,7 +222,8 @@ async fn timed(State(state): State<Arc<GatewayState>>, req: Request, next: Next)
 }
 
 /// Serves `pem` (from [`tls::load_or_create`]) until `shutdown` resolves, over a shared
-/// Device cache.
+/// Device cache; marks `ready` once it listens.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     client: Client,
     config: GatewayConfig,
@@ -226,6 +231,7 @@ pub async fn serve(
     verifier: Arc<crate::verifier::Verifier>,
     pem: tls::CertPem,
     devices: Store<Device>,
+    ready: crate::metrics::Readiness,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &config.namespace);
@@ -252,6 +258,12 @@ pub async fn serve(
     tokio::spawn(async move {
         shutdown.await;
         h.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    let listening = handle.clone();
+    tokio::spawn(async move {
+        if listening.listening().await.is_some() {
+            ready.set();
+        }
     });
     // Forget idle per-credential limiters so memory follows active callers.
     let limiter_state = state.clone();

@@ -81,6 +81,8 @@ impl SettledUntil {
 pub struct SettlementMetrics {
     epoch: Gauge,
     pool: Gauge,
+    rewards: Gauge,
+    held: Gauge,
     records: Counter,
     errors: Counter,
 }
@@ -90,22 +92,32 @@ impl SettlementMetrics {
     pub fn new(registry: &mut Registry) -> Self {
         let m = Self::default();
         registry.register(
-            "zop_settlement_epoch",
+            "settlement_epoch",
             "The last settled epoch",
             m.epoch.clone(),
         );
         registry.register(
-            "zop_settlement_pool_base_units",
+            "settlement_pool_base_units",
             "What the pool holds after the last settled epoch, in base units",
             m.pool.clone(),
         );
         registry.register(
-            "zop_settlement_records",
+            "settlement_epoch_rewards_base_units",
+            "Rewards the last settled epoch paid or held, in base units",
+            m.rewards.clone(),
+        );
+        registry.register(
+            "settlement_held_entries",
+            "Entries of the last settled epoch held by reconciliation",
+            m.held.clone(),
+        );
+        registry.register(
+            "settlement_records",
             "Settlement objects written",
             m.records.clone(),
         );
         registry.register(
-            "zop_settlement_errors",
+            "settlement_errors",
             "Settlement passes that stopped on an error (a chain that does not verify, an API failure)",
             m.errors.clone(),
         );
@@ -248,6 +260,19 @@ async fn pass(
         settled.set(done_end);
         metrics.epoch.set(last.0 as i64);
         metrics.pool.set(ledger.pool as i64);
+        let entries = specs
+            .iter()
+            .filter(|s| s.epoch == last.0)
+            .flat_map(|s| &s.entries);
+        let (mut rewards, mut held) = (0u64, 0i64);
+        for e in entries {
+            rewards = rewards.saturating_add(e.reward.0);
+            held += i64::from(e.held);
+        }
+        metrics
+            .rewards
+            .set(i64::try_from(rewards).unwrap_or(i64::MAX));
+        metrics.held.set(held);
     }
     let window = (origin + (epoch as i64 - 1) * len_ms)..(origin + epoch as i64 * len_ms);
     let cutoff = window.end + config.grace_seconds.max(0) * 1000;
