@@ -21,6 +21,9 @@ use zop_e2e::pod_runner::{ApiServer, PodRunner, RunnerOptions};
 use zop_e2e::{Env, bin_path, clear_ledger, delete_all_tasks, free_port, install_crds, wait_for};
 use zop_operator::api::{ComputeTask, Settlement, TaskPhase};
 
+#[path = "chart/plugin.rs"]
+mod plugin;
+
 const TEST: &str = "chart";
 const RELEASE: &str = "zoptoken";
 
@@ -349,6 +352,8 @@ async fn the_chart_installs_and_runs_with_least_privilege() {
         "FIGURE chart: a 4-fragment task completed and was settled by the chart's operator: {}",
         out.trim()
     );
+
+    plugin::every_command(&env.kubeconfig, &ns, &team, "through-the-chart", "dc-chart");
 
     // The leader's Pod deleted: it releases the Lease as it stops, and a waiting replica
     // (the standby, or the Pod replacing the deleted one) takes it and becomes Ready.

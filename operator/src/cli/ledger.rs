@@ -2,11 +2,15 @@
 //! accounts from it, and requesting account operations of the settlement controller
 //! (recorded in the next epoch; see `controller::settlement::requests`).
 
+use super::output::{self, Globals};
 use crate::api::BaseUnits;
 use crate::api::settlement::{AccountOperation, OperationKind};
 use crate::controller::settlement::{read_ledger, requests};
+use crate::ledger::accounts::Account;
 use clap::Subcommand;
 use kube::Client;
+use serde::Serialize;
+use std::fmt::Write;
 
 /// `kubectl zop ledger` commands.
 #[derive(Debug, Subcommand)]
@@ -41,27 +45,55 @@ pub struct Request {
     /// Base units (1 CXT = 1,000,000).
     #[arg(long)]
     amount: Option<u64>,
-    /// The operator's namespace.
-    #[arg(short, long, default_value = "zoptoken-system")]
-    namespace: String,
+}
+
+/// What `ledger verify` found.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Verified {
+    settlements: usize,
+    paid: u64,
+    providers: usize,
+    held: u64,
+    pool: u64,
+    supply: u64,
+}
+
+/// A request made.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Requested {
+    id: String,
+    kind: OperationKind,
+    provider: String,
+    amount: u64,
+    epoch: u64,
 }
 
 /// Runs a ledger command.
-pub async fn run(client: Client, command: LedgerCommand) -> anyhow::Result<()> {
+pub async fn run(client: Client, g: &Globals, command: LedgerCommand) -> anyhow::Result<()> {
     let (kind, request, destination) = match command {
         LedgerCommand::Verify => {
             let (specs, ledger) = read_ledger(&client).await?;
-            let supply = ledger.schedule.as_ref().map_or(0, |s| s.supply.0);
-            println!(
-                "ledger verified: {} settlements, chain intact; {} paid to {} providers, {} held, {} in the pool, {} supply",
-                specs.len(),
-                BaseUnits(ledger.paid),
-                ledger.accounts.len(),
-                BaseUnits(ledger.held),
-                BaseUnits(ledger.pool),
-                BaseUnits(supply)
-            );
-            return Ok(());
+            let v = Verified {
+                settlements: specs.len(),
+                paid: ledger.paid,
+                providers: ledger.accounts.len(),
+                held: ledger.held,
+                pool: ledger.pool,
+                supply: ledger.schedule.as_ref().map_or(0, |s| s.supply.0),
+            };
+            return output::print(g.output, &v, || {
+                format!(
+                    "ledger verified: {} settlements, chain intact; {} paid to {} providers, {} held, {} in the pool, {} supply\n",
+                    v.settlements,
+                    BaseUnits(v.paid),
+                    v.providers,
+                    BaseUnits(v.held),
+                    BaseUnits(v.pool),
+                    BaseUnits(v.supply)
+                )
+            });
         }
         LedgerCommand::Release(r) => (OperationKind::Release, r, None),
         LedgerCommand::Forfeit(r) => (OperationKind::Forfeit, r, None),
@@ -100,65 +132,188 @@ pub async fn run(client: Client, command: LedgerCommand) -> anyhow::Result<()> {
         .check(epoch, &op)
         .map_err(|e| anyhow::anyhow!("refused: {e}"))?;
     anyhow::ensure!(
-        requests::submit(&client, &request.namespace, &op).await?,
+        requests::submit(&client, g.operator_namespace(), &op).await?,
         "a request with id {} is already waiting",
         op.id
     );
-    println!(
-        "{kind:?} of {} for {} requested as {}; it is recorded when epoch {epoch} is settled",
-        BaseUnits(amount),
-        request.provider,
-        op.id
+    let r = Requested {
+        id: op.id.clone(),
+        kind,
+        provider: request.provider.clone(),
+        amount,
+        epoch,
+    };
+    output::print(g.output, &r, || {
+        format!(
+            "{kind:?} of {} for {} requested as {}; it is recorded when epoch {epoch} is settled\n",
+            BaseUnits(amount),
+            r.provider,
+            r.id
+        )
+    })
+}
+
+/// One provider's account.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRow {
+    provider: String,
+    rewards: u64,
+    held: u64,
+    staked: u64,
+    unbonding: u64,
+    withdrawn: u64,
+    balance: u64,
+}
+
+/// One epoch's reward of a provider.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EpochRow {
+    epoch: u64,
+    work_units: u64,
+    reward: u64,
+    held: bool,
+}
+
+/// One provider's earnings.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Earnings {
+    account: AccountRow,
+    epochs: Vec<EpochRow>,
+}
+
+fn account_row(provider: &str, a: &Account) -> AccountRow {
+    AccountRow {
+        provider: provider.to_string(),
+        rewards: a.rewards,
+        held: a.held,
+        staked: a.staked,
+        unbonding: a.unbonding.iter().map(|u| u.0).sum(),
+        withdrawn: a.withdrawn,
+        balance: a.balance(),
+    }
+}
+
+/// The accounts table.
+pub fn accounts_table(rows: &[AccountRow]) -> String {
+    let mut out = format!(
+        "{:<24} {:>22} {:>20} {:>20} {:>20} {:>22}\n",
+        "PROVIDER", "REWARDS", "HELD", "STAKED", "WITHDRAWN", "BALANCE"
     );
-    Ok(())
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{:<24} {:>22} {:>20} {:>20} {:>20} {:>22}",
+            r.provider,
+            BaseUnits(r.rewards).to_string(),
+            BaseUnits(r.held).to_string(),
+            BaseUnits(r.staked).to_string(),
+            BaseUnits(r.withdrawn).to_string(),
+            BaseUnits(r.balance).to_string()
+        );
+    }
+    out
+}
+
+/// One provider's rewards per epoch, then its account.
+pub fn earnings_table(e: &Earnings) -> String {
+    let mut out = format!(
+        "{:>6} {:>12} {:>22} {:>6}\n",
+        "EPOCH", "WORK UNITS", "REWARD", "HELD"
+    );
+    for r in &e.epochs {
+        let _ = writeln!(
+            out,
+            "{:>6} {:>12} {:>22} {:>6}",
+            r.epoch,
+            r.work_units,
+            BaseUnits(r.reward).to_string(),
+            if r.held { "yes" } else { "" }
+        );
+    }
+    let a = &e.account;
+    let _ = writeln!(
+        out,
+        "balance {}, held {}, staked {}, withdrawn {}",
+        BaseUnits(a.balance),
+        BaseUnits(a.held),
+        BaseUnits(a.staked),
+        BaseUnits(a.withdrawn)
+    );
+    out
 }
 
 /// `kubectl zop earnings`: every provider's account, or one provider's per-epoch rewards.
-pub async fn earnings(client: Client, provider: Option<String>) -> anyhow::Result<()> {
+pub async fn earnings(client: Client, g: &Globals, provider: Option<String>) -> anyhow::Result<()> {
     let (specs, ledger) = read_ledger(&client).await?;
     match provider {
         None => {
-            println!(
-                "{:<24} {:>22} {:>20} {:>20} {:>20} {:>22}",
-                "PROVIDER", "REWARDS", "HELD", "STAKED", "WITHDRAWN", "BALANCE"
-            );
-            for (p, a) in &ledger.accounts {
-                println!(
-                    "{:<24} {:>22} {:>20} {:>20} {:>20} {:>22}",
-                    p,
-                    BaseUnits(a.rewards).to_string(),
-                    BaseUnits(a.held).to_string(),
-                    BaseUnits(a.staked).to_string(),
-                    BaseUnits(a.withdrawn).to_string(),
-                    BaseUnits(a.balance()).to_string()
-                );
-            }
+            let rows: Vec<AccountRow> = ledger
+                .accounts
+                .iter()
+                .map(|(p, a)| account_row(p, a))
+                .collect();
+            output::print(g.output, &rows, || accounts_table(&rows))
         }
         Some(p) => {
-            println!(
-                "{:>6} {:>12} {:>22} {:>6}",
-                "EPOCH", "WORK UNITS", "REWARD", "HELD"
-            );
-            for s in &specs {
-                for e in s.entries.iter().filter(|e| e.provider == p) {
-                    println!(
-                        "{:>6} {:>12} {:>22} {:>6}",
-                        s.epoch,
-                        e.work_units,
-                        e.reward.to_string(),
-                        if e.held { "yes" } else { "" }
-                    );
-                }
-            }
+            let epochs = specs
+                .iter()
+                .flat_map(|s| {
+                    s.entries
+                        .iter()
+                        .filter(|e| e.provider == p)
+                        .map(|e| EpochRow {
+                            epoch: s.epoch,
+                            work_units: e.work_units,
+                            reward: e.reward.0,
+                            held: e.held,
+                        })
+                })
+                .collect();
             let a = ledger.accounts.get(&p).cloned().unwrap_or_default();
-            println!(
-                "balance {}, held {}, staked {}, withdrawn {}",
-                BaseUnits(a.balance()),
-                BaseUnits(a.held),
-                BaseUnits(a.staked),
-                BaseUnits(a.withdrawn)
-            );
+            let e = Earnings {
+                account: account_row(&p, &a),
+                epochs,
+            };
+            output::print(g.output, &e, || earnings_table(&e))
         }
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_earnings_tables() {
+        let a = Account {
+            rewards: 3_000_000,
+            staked: 1_000_000,
+            withdrawn: 500_000,
+            held: 7,
+            ..Default::default()
+        };
+        let rows = vec![account_row("alice", &a)];
+        insta::assert_snapshot!("accounts", accounts_table(&rows));
+        let e = Earnings {
+            account: account_row("alice", &a),
+            epochs: vec![
+                EpochRow {
+                    epoch: 3,
+                    work_units: 12,
+                    reward: 2_000_000,
+                    held: false,
+                },
+                EpochRow {
+                    epoch: 4,
+                    work_units: 5,
+                    reward: 1_000_007,
+                    held: true,
+                },
+            ],
+        };
+        insta::assert_snapshot!("earnings", earnings_table(&e));
+    }
 }

@@ -1,45 +1,48 @@
-//! `kubectl zop`: the plugin admins and requesters use. Each subcommand is a thin
-//! layer over the API; the logic it shows (device summaries, chain verification) is
-//! in the pure core.
+//! `kubectl zop`: the plugin admins, requesters and providers use. Each subcommand is a
+//! thin layer over the API; what it shows is built by pure functions ([`tables`]), and
+//! every command prints a table, or its value as JSON or YAML (`-o`). Global flags:
+//! `-o table|json|yaml`, `--context`, `-n`, `-A` ([`output::Globals`]).
 
 pub mod group_key;
 pub mod ledger;
-pub mod summary;
+pub mod output;
+pub mod tables;
+pub mod tasks;
 
-use crate::api::{ComputeTask, Device};
-use anyhow::Context;
+use crate::api::Device;
+use crate::controller::settlement::read_ledger;
 use clap::{Parser, Subcommand};
-use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
-use std::path::PathBuf;
+use kube::Api;
+use kube::api::ListParams;
+use output::Globals;
 
 /// kubectl plugin for ZopToken.
 #[derive(Debug, Parser)]
 #[command(name = "kubectl-zop", version, about)]
 pub struct Cli {
+    #[command(flatten)]
+    globals: Globals,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Devices by phase, class and GPU model.
+    /// Devices: model, VRAM, phase, reputation, load, stake and their provider's earnings.
     Devices,
-    /// Compute tasks with their progress.
+    /// Compute tasks with their progress (`-n`, or every namespace with `-A`).
     Tasks {
-        /// Namespace; all namespaces when omitted.
+        /// Print the table again as tasks change, until every task shown has ended.
         #[arg(short, long)]
-        namespace: Option<String>,
+        watch: bool,
     },
-    /// Submit a ComputeTask manifest, checked client-side first.
-    Submit {
-        /// The manifest.
-        #[arg(short = 'f', long)]
-        file: PathBuf,
-        /// Namespace.
-        #[arg(short, long, default_value = "default")]
-        namespace: String,
+    /// One task: its parameters, progress, result, contributions and conditions.
+    DescribeTask {
+        /// The task's name.
+        name: String,
     },
+    /// Submit a ComputeTask, from a manifest (`-f`) or from flags.
+    Submit(tasks::Submit),
     /// The settlement ledger: verify it, or request an account operation.
     Ledger {
         #[command(subcommand)]
@@ -59,11 +62,8 @@ enum Command {
         #[arg(long)]
         provider: Option<String>,
     },
-    /// Manage the Group Keys providers join with.
+    /// Manage the Group Keys providers join with (in the operator's namespace, `-n`).
     GroupKey {
-        /// The operator's namespace, where keys live.
-        #[arg(short, long, default_value = "zoptoken-system")]
-        namespace: String,
         #[command(subcommand)]
         command: group_key::GroupKeyCommand,
     },
@@ -71,44 +71,35 @@ enum Command {
 
 /// Runs the plugin.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::try_default()
-        .await
-        .context("connecting to the Kubernetes API")?;
+    let g = cli.globals;
+    let (client, default_namespace) = output::client(&g).await?;
     match cli.command {
         Command::Devices => {
-            let devices = Api::<Device>::all(client)
+            let devices = Api::<Device>::all(client.clone())
                 .list(&ListParams::default())
                 .await?;
-            print!("{}", summary::devices(&devices.items));
+            // Earnings come from the verified ledger; without one the column says `-`.
+            let rewards = read_ledger(&client).await.ok().map(|(_, l)| {
+                l.accounts
+                    .iter()
+                    .map(|(p, a)| (p.clone(), a.rewards))
+                    .collect()
+            });
+            let rows = tables::device_rows(&devices.items, rewards.as_ref());
+            output::print(g.output, &rows, || tables::devices_table(&rows))?;
         }
-        Command::Tasks { namespace } => {
-            let api = match namespace {
-                Some(ns) => Api::<ComputeTask>::namespaced(client, &ns),
-                None => Api::all(client),
-            };
-            print!(
-                "{}",
-                summary::tasks(&api.list(&ListParams::default()).await?.items)
-            );
+        Command::Tasks { watch } => {
+            tasks::list(&client, &g, &default_namespace, watch).await?;
         }
-        Command::Submit { file, namespace } => {
-            let text = std::fs::read_to_string(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let task: ComputeTask = serde_saphyr::from_str(&text)
-                .with_context(|| format!("{} is not a ComputeTask", file.display()))?;
-            task.validate_cel()
-                .map_err(|e| anyhow::anyhow!("{} is invalid: {e:?}", file.display()))?;
-            let name = task.name_any();
-            Api::<ComputeTask>::namespaced(client, &namespace)
-                .patch(
-                    &name,
-                    &PatchParams::apply("kubectl-zop"),
-                    &Patch::Apply(&task),
-                )
-                .await?;
-            println!("computetask.zoptoken.io/{name} submitted in {namespace}");
+        Command::DescribeTask { name } => {
+            let ns = g.namespace.clone().unwrap_or(default_namespace);
+            tasks::describe(&client, &g, &ns, &name).await?;
         }
-        Command::Ledger { command } => ledger::run(client, command).await?,
+        Command::Submit(submit) => {
+            let ns = g.namespace.clone().unwrap_or(default_namespace);
+            tasks::submit(&client, &g, &ns, submit).await?;
+        }
+        Command::Ledger { command } => ledger::run(client, &g, command).await?,
         Command::Withdraw {
             request,
             destination,
@@ -117,12 +108,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 request,
                 destination,
             };
-            ledger::run(client, command).await?
+            ledger::run(client, &g, command).await?
         }
-        Command::Earnings { provider } => ledger::earnings(client, provider).await?,
-        Command::GroupKey { namespace, command } => {
-            group_key::run(client, &namespace, command).await?;
-        }
+        Command::Earnings { provider } => ledger::earnings(client, &g, provider).await?,
+        Command::GroupKey { command } => group_key::run(client, &g, command).await?,
     }
     Ok(())
 }
