@@ -9,6 +9,7 @@ pub mod compute_proof;
 pub mod data;
 pub mod device;
 mod launch;
+pub mod libraries;
 pub mod source;
 pub mod training;
 

@@ -24,7 +24,7 @@ fn every_cuda_source_compiles_under_nvrtc() {
         );
     }
     for unit in UNITS {
-        let ptx = source::compile(unit, None)
+        let ptx = source::compile(unit, source::Target::PtxDefault)
             .unwrap_or_else(|e| panic!("{} does not compile: {e}", unit.name))
             .to_src();
         let entries: Vec<&str> = ptx
@@ -34,7 +34,7 @@ fn every_cuda_source_compiles_under_nvrtc() {
         assert!(!entries.is_empty(), "{} has no kernels", unit.name);
         eprintln!("{}: {entries:?}", unit.name);
     }
-    let ptx = source::compile(source::COMPUTE_PROOF_UNIT, Some("compute_90"))
+    let ptx = source::compile(source::COMPUTE_PROOF_UNIT, source::Target::Ptx(90))
         .expect("compute_proof.cu compiles for Hopper")
         .to_src();
     for kernel in ["fill_i8", "row_pieces", "row_levels", "merkle_level"] {
@@ -43,6 +43,31 @@ fn every_cuda_source_compiles_under_nvrtc() {
             "no kernel {kernel}"
         );
     }
+}
+
+#[test]
+fn every_cuda_source_compiles_to_a_cubin_for_the_gpus_we_target() {
+    if !source::nvrtc_available() {
+        return report_skipped(
+            "NVRTC cubin compilation of kernels/cuda",
+            "no NVRTC library (libnvrtc.so) on the library path; e2e/scripts/tools.sh fetches one",
+        );
+    }
+    let supported = source::supported_archs();
+    assert!(supported.contains(&90), "NVRTC supports {supported:?}");
+    // An H100 or H200 (9.0) and an A100 (8.0) get machine code first.
+    for device in [(9, 0), (8, 0)] {
+        let targets = source::targets(device, &supported);
+        let source::Target::Cubin(sm) = targets[0] else {
+            panic!("{device:?}: {targets:?}");
+        };
+        for unit in UNITS {
+            let bytes = source::cubin(unit, sm)
+                .unwrap_or_else(|e| panic!("{} for sm_{sm}: {e}", unit.name));
+            assert_eq!(&bytes[..4], b"\x7fELF", "{} for sm_{sm}", unit.name);
+        }
+    }
+    eprintln!("NVRTC supports sm_{supported:?}; every unit compiled to cubins for sm_90 and sm_80");
 }
 
 /// Builds the host harness, or says why it cannot.

@@ -10,6 +10,7 @@ pub mod account;
 pub mod agent;
 pub mod bench;
 pub mod client;
+pub mod cuda;
 pub mod engine;
 pub mod execute;
 pub mod fingerprint;

@@ -43,6 +43,9 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    // First, while nothing has loaded a CUDA library: CUDA 13's or an override's
+    // libraries are linked where cudarc looks, by running again if need be.
+    zop_worker::cuda::relink();
     match Cli::parse().command {
         Command::Agent(args) => {
             logging();

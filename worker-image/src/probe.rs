@@ -47,6 +47,7 @@ pub fn identify() -> Identification {
         gpus,
         runtime: RuntimeEnvironment {
             worker_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            cuda_libraries: crate::cuda::report(),
             ..Default::default()
         },
     }

@@ -57,27 +57,18 @@ pub struct Gpu {
     name: String,
 }
 
-/// NVRTC's name for a device's virtual architecture, where this build knows it.
-fn arch(cc: (i32, i32)) -> Option<&'static str> {
-    Some(match cc {
-        (7, 0) => "compute_70",
-        (7, 5) => "compute_75",
-        (8, 0) => "compute_80",
-        (8, 6) => "compute_86",
-        (8, 9) => "compute_89",
-        (9, 0) => "compute_90",
-        _ => return None,
-    })
-}
-
-/// Compiles `unit` for the device and loads it. A GPU newer than this NVRTC knows gets
-/// PTX for NVRTC's default architecture, which the driver compiles forward.
+/// Compiles `unit` for the device and loads it: a cubin for its architecture first, then
+/// PTX ([`source::targets`]); each target that fails to compile or load gives way to the
+/// next.
 fn load(ctx: &Arc<CudaContext>, unit: Unit) -> Result<Arc<CudaModule>, GpuError> {
-    let ptx = match arch(ctx.compute_capability()?) {
-        Some(a) => source::compile(unit, Some(a)).or_else(|_| source::compile(unit, None))?,
-        None => source::compile(unit, None)?,
-    };
-    Ok(ctx.load_module(ptx)?)
+    let mut last = GpuError::Unavailable("no NVRTC target to try");
+    for target in source::targets(ctx.compute_capability()?, &source::supported_archs()) {
+        match source::compile(unit, target).and_then(|m| Ok(ctx.load_module(m)?)) {
+            Ok(module) => return Ok(module),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 impl Gpu {

@@ -1,6 +1,6 @@
 //! The one module with unsafe code: it calls the CUDA driver directly and launches the
 //! kernels of `kernels/cuda/` and cuBLAS. cudarc exposes these only as `unsafe fn`:
-//! probing whether a CUDA library can be loaded, the driver's CUDA version, per-device
+//! probing whether a CUDA library can be loaded (and which file it is), the driver's CUDA version, per-device
 //! queries that need no context, kernel launches (whose argument lists the compiler
 //! cannot check against the CUDA signature) and `cublasGemmEx`.
 //!
@@ -42,6 +42,87 @@ pub(super) fn nvrtc_library_present() -> bool {
 pub(super) fn cublas_library_present() -> bool {
     // SAFETY: as above.
     unsafe { blas_sys::is_culib_present() }
+}
+
+/// The file `name` loads as (from the loader's map of this process), or `None` when it
+/// does not load. `stem` picks the mapping out (`nvrtc` matches `libnvrtc.so*`, not
+/// `libnvrtc-builtins`). The library is closed again.
+pub(super) fn loaded_path(name: &str, stem: &str) -> Option<std::path::PathBuf> {
+    // SAFETY: loading a CUDA library runs its initializers, which only set up its own
+    // state; nothing of it is called here, and it is closed before returning.
+    let lib = unsafe { libloading::Library::new(name) }.ok()?;
+    let prefix = format!("lib{stem}.so");
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let path = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| {
+            std::path::Path::new(p)
+                .file_name()
+                .and_then(|f| f.to_str())
+                .is_some_and(|f| f.starts_with(&prefix))
+        })
+        .map(std::path::PathBuf::from);
+    drop(lib);
+    path.or_else(|| name.contains('/').then(|| name.into()))
+}
+
+/// The real architectures (`sm_XY` as `XY`) this NVRTC compiles for.
+pub(super) fn nvrtc_supported_archs() -> Vec<i32> {
+    use cudarc::nvrtc::sys as nv;
+    let mut n = 0;
+    // SAFETY: writes one int through a pointer to a live local.
+    if unsafe { nv::nvrtcGetNumSupportedArchs(&mut n) }
+        .result()
+        .is_err()
+        || n <= 0
+    {
+        return Vec::new();
+    }
+    let mut archs = vec![0; n as usize];
+    // SAFETY: `archs` holds exactly the count NVRTC just reported.
+    match unsafe { nv::nvrtcGetSupportedArchs(archs.as_mut_ptr()) }.result() {
+        Ok(()) => archs,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Compiles `src` with `options` to a cubin (the options name an `sm_XY` architecture):
+/// machine code the driver loads without JIT-compiling PTX, so a driver older than the
+/// NVRTC still loads it.
+pub(super) fn nvrtc_cubin(src: &str, name: &str, options: &[String]) -> Result<Vec<u8>, String> {
+    use cudarc::nvrtc::{result as nvr, sys as nv};
+    let src = std::ffi::CString::new(src).map_err(|e| e.to_string())?;
+    let name = std::ffi::CString::new(name).map_err(|e| e.to_string())?;
+    let prog = nvr::create_program(&src, Some(&name)).map_err(|e| format!("{e:?}"))?;
+    // SAFETY: `prog` was just created and is destroyed once, below; `src` and `name`
+    // outlive it; the cubin buffer holds the size NVRTC reported for it.
+    let out = unsafe {
+        let compiled = nvr::compile_program(prog, options).map_err(|e| {
+            let log = nvr::get_program_log(prog)
+                .map(|l| {
+                    std::ffi::CStr::from_ptr(l.as_ptr())
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .unwrap_or_default();
+            format!("{e:?}: {log}")
+        });
+        compiled.and_then(|()| {
+            let mut size = 0usize;
+            nv::nvrtcGetCUBINSize(prog, &mut size)
+                .result()
+                .map_err(|e| format!("{e:?}"))?;
+            let mut cubin = vec![0u8; size];
+            nv::nvrtcGetCUBIN(prog, cubin.as_mut_ptr().cast())
+                .result()
+                .map_err(|e| format!("{e:?}"))?;
+            Ok(cubin)
+        })
+    };
+    // SAFETY: as above; destroyed exactly once.
+    let _ = unsafe { nvr::destroy_program(prog) };
+    out
 }
 
 /// The CUDA version the driver supports, encoded as `1000 · major + 10 · minor`.

@@ -292,6 +292,11 @@ pub struct RuntimeEnvironment {
     /// Version of the zop-worker that reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker_version: Option<String>,
+    /// The CUDA libraries the worker loads, with their files, for example
+    /// `nvrtc (/usr/local/cuda/lib64/libnvrtc.so.13)`; empty without CUDA.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4), inner(length(max = 253)))]
+    pub cuda_libraries: Vec<String>,
 }
 
 /// A measured benchmark.

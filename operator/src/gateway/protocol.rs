@@ -277,6 +277,15 @@ fn validate_identification(id: &Identification) -> Result<(), ApiError> {
     ] {
         text(field, v.as_deref().unwrap_or_default())?;
     }
+    if id.runtime.cuda_libraries.len() > 4 {
+        return Err(ApiError::invalid(
+            "identification.runtime.cudaLibraries",
+            "at most 4 libraries",
+        ));
+    }
+    for (i, l) in id.runtime.cuda_libraries.iter().enumerate() {
+        text(&format!("identification.runtime.cudaLibraries[{i}]"), l)?;
+    }
     Ok(())
 }
 
@@ -362,6 +371,19 @@ mod tests {
             (
                 Box::new(|v| v["benchmark"]["fingerprint"] = json!("zzz")),
                 "benchmark.fingerprint",
+            ),
+            (
+                Box::new(|v| {
+                    v["identification"]["runtime"]["cudaLibraries"] =
+                        json!(["a", "b", "c", "d", "e"])
+                }),
+                "identification.runtime.cudaLibraries",
+            ),
+            (
+                Box::new(|v| {
+                    v["identification"]["runtime"]["cudaLibraries"] = json!(["x".repeat(300)])
+                }),
+                "identification.runtime.cudaLibraries[0]",
             ),
         ];
         for (patch, field) in cases {

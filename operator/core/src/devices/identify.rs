@@ -79,6 +79,7 @@ pub fn node_facts(node: &Node) -> NodeFacts {
             container_runtime: Some(info.container_runtime_version).filter(|s| !s.is_empty()),
             kubelet_version: Some(info.kubelet_version).filter(|s| !s.is_empty()),
             worker_version: None,
+            cuda_libraries: Vec::new(),
         },
     };
     NodeFacts {

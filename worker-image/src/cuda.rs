@@ -1,0 +1,72 @@
+//! Making NVRTC and cuBLAS of CUDA 13 or 12 visible to cudarc before anything else runs
+//! (`zop_kernels::gpu::libraries`): when what is found is not what cudarc would load by
+//! itself, the worker links it under cudarc's name in a private directory and runs itself
+//! again with that directory on `LD_LIBRARY_PATH`, once. It reports what it found.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use zop_kernels::gpu::libraries::{self, Found, LINKED_ENV, Library, OVERRIDE_ENV};
+
+/// The libraries found, with [`OVERRIDE_ENV`] first.
+pub fn found() -> Vec<Found> {
+    let dir = std::env::var_os(OVERRIDE_ENV).map(PathBuf::from);
+    Library::ALL
+        .iter()
+        .filter_map(|l| libraries::find(*l, dir.as_deref()))
+        .collect()
+}
+
+/// The libraries cudarc loads in this process, each with the file found for it
+/// (`nvrtc (/usr/local/cuda/lib64/libnvrtc.so.13)`).
+pub fn report() -> Vec<String> {
+    found()
+        .iter()
+        .filter(|f| libraries::cudarc_loads(f.library))
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// Runs the worker again with its libraries linked, if it must; returns only when it
+/// need not (or cannot: then cudarc searches by itself, and a GPU fragment may fall back
+/// to the CPU, as the log says).
+pub fn relink() {
+    if std::env::var_os(LINKED_ENV).is_some() {
+        return;
+    }
+    let found = found();
+    if found.iter().all(libraries::cudarc_finds) {
+        return;
+    }
+    // One directory per set of libraries, reused by every restart.
+    let key: String = found
+        .iter()
+        .map(|f| f.path.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("|");
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()));
+    let dir = std::env::temp_dir().join(format!("zop-cuda-{}", &digest[..16]));
+    let current = std::env::var("LD_LIBRARY_PATH").ok();
+    let path = match libraries::link(&found, &dir, current.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "zop-worker: cannot link the CUDA libraries in {}: {e}; cudarc searches by itself",
+                dir.display()
+            );
+            return;
+        }
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("zop-worker: cannot find its own executable to run again: {e}");
+            return;
+        }
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("LD_LIBRARY_PATH", path)
+        .env(LINKED_ENV, &dir)
+        .exec();
+    eprintln!("zop-worker: running again with the CUDA libraries linked failed: {err}");
+}
