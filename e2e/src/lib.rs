@@ -133,6 +133,30 @@ pub async fn delete_all_tasks(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A compute-proof task `name`: `dimension`³ products × `products`, cut into `fragments`,
+/// with `extra` merged into its spec (requirements, verification).
+pub fn proof_task(
+    name: &str,
+    (dimension, products, seed): (u32, u64, u64),
+    fragments: u32,
+    extra: serde_json::Value,
+) -> zop_operator::api::ComputeTask {
+    let mut spec = serde_json::json!({
+        "type": "compute-proof",
+        "computeProof": { "dimension": dimension, "products": products, "seed": seed },
+        "fragments": { "count": fragments },
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
+        "metadata": { "name": name },
+        "spec": spec,
+    }))
+    .expect("a valid ComputeTask")
+}
+
 /// Deletes every Settlement: a fresh ledger (the next operator seals a new genesis).
 /// Test binaries run one after another, so no other test's operator is settling.
 pub async fn clear_ledger(client: &Client) {

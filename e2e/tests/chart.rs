@@ -300,17 +300,14 @@ async fn the_chart_installs_and_runs_with_least_privilege() {
     // A task runs through the chart's operator: worker Pods in its namespace, results
     // through its gateway, the epoch settled and the ledger verifying.
     let tasks: Api<ComputeTask> = Api::namespaced(client.clone(), &team);
-    let task: ComputeTask = serde_json::from_value(serde_json::json!({
-        "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
-        "metadata": { "name": "through-the-chart" },
-        "spec": {
-            "type": "compute-proof",
-            "computeProof": { "dimension": 64, "products": 8, "seed": 3 },
-            "fragments": { "count": 4 },
+    let task = zop_e2e::proof_task(
+        "through-the-chart",
+        (64, 8, 3),
+        4,
+        serde_json::json!({
             "requirements": { "deviceClass": "gpu", "gpuModels": ["NVIDIA-H100-80GB-HBM3"] },
-        },
-    }))
-    .unwrap();
+        }),
+    );
     tasks.create(&PostParams::default(), &task).await.unwrap();
     let done = wait_for(
         "the task Completed",

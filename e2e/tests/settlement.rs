@@ -143,18 +143,15 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     }
     let names: Vec<String> = devices.iter().map(|(d, _)| d.clone()).collect();
     wait_devices_online(&client, &names, Duration::from_secs(60)).await;
-    let task: ComputeTask = serde_json::from_value(serde_json::json!({
-        "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
-        "metadata": { "name": "paid" },
-        "spec": {
-            "type": "compute-proof",
-            "computeProof": { "dimension": 128, "products": 48, "seed": 11 },
-            "fragments": { "count": 24 },
+    let task = zop_e2e::proof_task(
+        "paid",
+        (128, 48, 11),
+        24,
+        serde_json::json!({
             "requirements": { "deviceClass": "cpu" },
             "verification": { "replayRate": 0 },
-        },
-    }))
-    .unwrap();
+        }),
+    );
     let tasks: Api<ComputeTask> = Api::namespaced(client.clone(), &team);
     tasks.create(&PostParams::default(), &task).await.unwrap();
 

@@ -191,18 +191,15 @@ pub async fn provider_requests_and_stake(
 
     // Advanced work: only devices with at least alice's stake.
     let tasks: Api<ComputeTask> = Api::namespaced(client.clone(), team);
-    let task: ComputeTask = serde_json::from_value(serde_json::json!({
-        "apiVersion": "zoptoken.io/v1alpha1", "kind": "ComputeTask",
-        "metadata": { "name": "staked-only" },
-        "spec": {
-            "type": "compute-proof",
-            "computeProof": { "dimension": 64, "products": 8, "seed": 5 },
-            "fragments": { "count": 4 },
+    let task = zop_e2e::proof_task(
+        "staked-only",
+        (64, 8, 5),
+        4,
+        serde_json::json!({
             "requirements": { "deviceClass": "cpu", "minStake": bond },
             "verification": { "replayRate": 0 },
-        },
-    }))
-    .unwrap();
+        }),
+    );
     tasks.create(&PostParams::default(), &task).await.unwrap();
     completed(&tasks, "staked-only").await;
     let uid = tasks.get("staked-only").await.unwrap().uid().unwrap();

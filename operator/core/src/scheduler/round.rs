@@ -213,6 +213,18 @@ mod tests {
         }
     }
 
+    /// One round over `devices` with `task` waiting alone.
+    fn one_round(devices: &[Device], task: &QueuedTask) -> Round {
+        round(
+            devices.iter(),
+            &AssignmentIndex::default(),
+            &Assumptions::default(),
+            &[Waiting { uid: "u", task }],
+            0,
+            &CycleConfig::default(),
+        )
+    }
+
     #[test]
     fn a_replay_goes_to_another_provider_or_is_reported_impossible() {
         let devices = [
@@ -221,17 +233,7 @@ mod tests {
             DeviceBuilder::cpu("b-1").provider("bob").build(),
         ];
         let task = queued(vec![replay(3, &["a-1"]), replay(4, &["a-1", "b-1"])]);
-        let r = round(
-            devices.iter(),
-            &AssignmentIndex::default(),
-            &Assumptions::default(),
-            &[Waiting {
-                uid: "u",
-                task: &task,
-            }],
-            0,
-            &CycleConfig::default(),
-        );
+        let r = one_round(&devices, &task);
         // Fragment 3 ran on alice's a-1: not a-2 (same provider), so bob's b-1.
         assert_eq!(r.replays.len(), 1);
         let (t, k, i) = r.replays[0];
@@ -244,18 +246,7 @@ mod tests {
     #[test]
     fn replays_go_to_staked_devices_of_good_standing_first() {
         let pick = |devices: &[Device]| {
-            let task = queued(vec![replay(0, &["a-1"])]);
-            let r = round(
-                devices.iter(),
-                &AssignmentIndex::default(),
-                &Assumptions::default(),
-                &[Waiting {
-                    uid: "u",
-                    task: &task,
-                }],
-                0,
-                &CycleConfig::default(),
-            );
+            let r = one_round(devices, &queued(vec![replay(0, &["a-1"])]));
             let (_, _, i) = r.replays[0];
             r.snapshot.devices[i as usize].name.clone()
         };
