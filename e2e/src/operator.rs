@@ -189,19 +189,24 @@ impl Operator {
     }
 }
 
-/// The value of the first sample of `metric` whose labels contain every `labels` pair.
+/// The sum of the samples of `metric` whose labels contain every `labels` pair (as
+/// PromQL's `sum` would give over the other labels), or `None` when none does.
 pub fn sample(exposition: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    exposition.lines().find_map(|line| {
-        let rest = line.strip_prefix(metric)?;
-        let (labelset, value) = match rest.strip_prefix('{') {
-            Some(r) => r.split_once("} ")?,
-            None => ("", rest.strip_prefix(' ')?),
-        };
-        labels
-            .iter()
-            .all(|(k, v)| labelset.contains(&format!("{k}=\"{v}\"")))
-            .then(|| value.split_whitespace().next()?.parse().ok())?
-    })
+    let values: Vec<f64> = exposition
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(metric)?;
+            let (labelset, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            labels
+                .iter()
+                .all(|(k, v)| labelset.contains(&format!("{k}=\"{v}\"")))
+                .then(|| value.split_whitespace().next()?.parse().ok())?
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// `kubectl zop group-key ARGS…` in namespace `ns` of the test cluster; its stdout.
@@ -254,7 +259,7 @@ mod tests {
     use super::sample;
 
     #[test]
-    fn samples_are_found_by_name_and_labels() {
+    fn samples_are_found_by_name_and_labels_and_summed() {
         let text = "# HELP x\nzop_devices{phase=\"Online\",class=\"gpu\"} 200\nzop_devices{phase=\"Offline\",class=\"gpu\"} 3\nplain 7\n";
         assert_eq!(
             sample(text, "zop_devices", &[("phase", "Online")]),
@@ -265,6 +270,11 @@ mod tests {
             Some(3.0)
         );
         assert_eq!(sample(text, "zop_devices", &[("phase", "Retired")]), None);
+        // Series that differ in another label (the GPU model) add up.
+        assert_eq!(
+            sample(text, "zop_devices", &[("class", "gpu")]),
+            Some(203.0)
+        );
         assert_eq!(sample(text, "plain", &[]), Some(7.0));
     }
 }
