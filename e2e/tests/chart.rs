@@ -228,7 +228,7 @@ async fn the_chart_installs_and_runs_with_least_privilege() {
         ("zoptoken.io/provider".to_string(), "dc-chart".to_string()),
     ]);
     let mix: Mix = "h100=1".parse().unwrap();
-    create_extra_nodes(&client, "chart", &mix, 4, &labels)
+    let nodes = create_extra_nodes(&client, "chart", &mix, 4, &labels)
         .await
         .expect("creating labelled GPU nodes");
     let runner = PodRunner::start(
@@ -396,4 +396,12 @@ async fn the_chart_installs_and_runs_with_least_privilege() {
     let (ok, out) = run(&helm, &["uninstall", RELEASE, "-n", &ns], &env.kubeconfig);
     assert!(ok, "helm uninstall: {out}");
     runner.shutdown().await;
+    // Its nodes and their Devices go: a second provider's GPUs would let later tests'
+    // operators place replays they do not expect.
+    let node_api: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let device_api: Api<zop_operator::api::Device> = Api::all(client.clone());
+    for name in nodes.keys() {
+        let _ = node_api.delete(name, &DeleteParams::default()).await;
+        let _ = device_api.delete(name, &DeleteParams::default()).await;
+    }
 }
