@@ -157,6 +157,23 @@ pub fn proof_task(
     .expect("a valid ComputeTask")
 }
 
+/// The assignment records of the task with UID `uid`, from the operator's namespace.
+pub async fn task_records(
+    client: &Client,
+    operator_namespace: &str,
+    uid: &str,
+) -> Vec<zop_operator::tasks::assignment::Assignment> {
+    use zop_operator::tasks::record;
+    Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), operator_namespace)
+        .list(&kube::api::ListParams::default().labels(&record::selector(uid)))
+        .await
+        .expect("listing assignment records")
+        .items
+        .iter()
+        .filter_map(record::from_config_map)
+        .collect()
+}
+
 /// Deletes every Settlement: a fresh ledger (the next operator seals a new genesis).
 /// Test binaries run one after another, so no other test's operator is settling.
 pub async fn clear_ledger(client: &Client) {

@@ -7,7 +7,6 @@
 //! its credit is held until an admin forfeits it, and a provider bonds stake and
 //! withdraws through the gateway with its Group Key (`staking`).
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use std::collections::BTreeMap;
@@ -21,7 +20,6 @@ use zop_operator::api::{ComputeTask, ComputeTaskStatus, Device, Settlement, Task
 use zop_operator::ledger::accounts::Ledger;
 use zop_operator::ledger::chain;
 use zop_operator::ledger::rewards::{Contribution, split};
-use zop_operator::tasks::record;
 
 #[path = "settlement/monitoring.rs"]
 mod monitoring;
@@ -171,14 +169,7 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     let done = completed(&tasks, "paid").await;
     // What each provider earned by the operator's records: its devices' paid results.
     let uid = tasks.get("paid").await.unwrap().uid().unwrap();
-    let records: Vec<_> = Api::<ConfigMap>::namespaced(client.clone(), &op_ns)
-        .list(&ListParams::default().labels(&record::selector(&uid)))
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter_map(record::from_config_map)
-        .collect();
+    let records = zop_e2e::task_records(&client, &op_ns, &uid).await;
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     let mut last_payable = 0;
     for a in &records {
@@ -404,13 +395,9 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     // Every result of the task paid (or held) before anything is judged: a held epoch
     // seen early is not the last one.
     let uid = tasks.get("paid-2").await.unwrap().uid().unwrap();
-    let last_payable = Api::<ConfigMap>::namespaced(client.clone(), &op_ns)
-        .list(&ListParams::default().labels(&record::selector(&uid)))
+    let last_payable = zop_e2e::task_records(&client, &op_ns, &uid)
         .await
-        .unwrap()
-        .items
-        .iter()
-        .filter_map(record::from_config_map)
+        .into_iter()
         .flat_map(|a| a.results)
         .filter_map(|r| r.payable_ms)
         .max()

@@ -5,8 +5,7 @@
 //! placed on the staked provider's device alone.
 
 use super::{completed, ledger};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use std::path::Path;
 use std::time::Duration;
@@ -15,7 +14,6 @@ use zop_operator::api::protocol::{LedgerAccount, LedgerRequestState};
 use zop_operator::api::settlement::OperationKind;
 use zop_operator::api::{ComputeTask, Device, Settlement};
 use zop_operator::ledger::accounts::Ledger;
-use zop_operator::tasks::record;
 
 /// Where the provider side talks to.
 pub struct Gateway<'a> {
@@ -203,15 +201,10 @@ pub async fn provider_requests_and_stake(
     tasks.create(&PostParams::default(), &task).await.unwrap();
     completed(&tasks, "staked-only").await;
     let uid = tasks.get("staked-only").await.unwrap().uid().unwrap();
-    let ran: std::collections::BTreeSet<String> =
-        Api::<ConfigMap>::namespaced(client.clone(), op_ns)
-            .list(&ListParams::default().labels(&record::selector(&uid)))
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .filter_map(record::from_config_map)
-            .map(|a| a.device)
-            .collect();
+    let ran: std::collections::BTreeSet<String> = zop_e2e::task_records(&client, op_ns, &uid)
+        .await
+        .into_iter()
+        .map(|a| a.device)
+        .collect();
     assert_eq!(ran, [alice_device.to_string()].into(), "minStake placement");
 }
