@@ -174,6 +174,31 @@ pub async fn task_records(
         .collect()
 }
 
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Ran {
+    /// Whether it exited 0.
+    pub ok: bool,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// `kubectl zop ARGS` on `kubeconfig`, run to the end.
+pub fn kubectl_zop(kubeconfig: &Path, args: &[&str]) -> Ran {
+    let out = Command::new(bin_path("kubectl-zop"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .expect("running kubectl-zop");
+    Ran {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// Deletes every Settlement: a fresh ledger (the next operator seals a new genesis).
 /// Test binaries run one after another, so no other test's operator is settling.
 pub async fn clear_ledger(client: &Client) {

@@ -211,18 +211,11 @@ pub fn sample(exposition: &str, metric: &str, labels: &[(&str, &str)]) -> Option
 
 /// `kubectl zop group-key ARGS…` in namespace `ns` of the test cluster; its stdout.
 pub fn group_key(env: &Env, ns: &str, args: &[&str]) -> String {
-    let out = Command::new(bin_path("kubectl-zop"))
-        .args(["group-key", "--namespace", ns])
-        .args(args)
-        .env("KUBECONFIG", &env.kubeconfig)
-        .output()
-        .expect("running kubectl-zop");
-    assert!(
-        out.status.success(),
-        "kubectl zop group-key {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut all = vec!["group-key", "--namespace", ns];
+    all.extend(args);
+    let out = crate::kubectl_zop(&env.kubeconfig, &all);
+    assert!(out.ok, "kubectl zop group-key {args:?}: {}", out.stderr);
+    out.stdout
 }
 
 /// `zop-worker agent` with a Group Key, a state directory and a host name, serving its

@@ -18,7 +18,7 @@ use std::time::Duration;
 use zop_e2e::nodes::{Mix, create_extra_nodes};
 use zop_e2e::operator::{EPOCH_SECONDS, GRACE_SECONDS};
 use zop_e2e::pod_runner::{ApiServer, PodRunner, RunnerOptions};
-use zop_e2e::{Env, bin_path, clear_ledger, delete_all_tasks, free_port, install_crds, wait_for};
+use zop_e2e::{Env, clear_ledger, delete_all_tasks, free_port, install_crds, wait_for};
 use zop_operator::api::{ComputeTask, Settlement, TaskPhase};
 
 #[path = "chart/plugin.rs"]
@@ -339,12 +339,9 @@ async fn the_chart_installs_and_runs_with_least_privilege() {
         },
     )
     .await;
-    let (ok, out) = run(
-        bin_path("kubectl-zop").to_str().unwrap(),
-        &["ledger", "verify"],
-        &env.kubeconfig,
-    );
-    assert!(ok, "{out}");
+    let verified = zop_e2e::kubectl_zop(&env.kubeconfig, &["ledger", "verify"]);
+    assert!(verified.ok, "{}", verified.stderr);
+    let out = verified.stdout;
     eprintln!(
         "FIGURE chart: a 4-fragment task completed and was settled by the chart's operator: {}",
         out.trim()

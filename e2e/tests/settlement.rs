@@ -73,17 +73,8 @@ async fn settled_past(settlements: &Api<Settlement>, ms: i64) -> Vec<SettlementS
 }
 
 fn ledger_verify(env: &Env) -> (bool, String) {
-    let out = std::process::Command::new(bin_path("kubectl-zop"))
-        .args(["ledger", "verify"])
-        .env("KUBECONFIG", &env.kubeconfig)
-        .output()
-        .expect("running kubectl-zop");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let out = zop_e2e::kubectl_zop(&env.kubeconfig, &["ledger", "verify"]);
+    (out.ok, format!("{}{}", out.stdout, out.stderr))
 }
 
 /// A pseudo-random delay from the clock's nanoseconds (no seeded sequence to replay; the
@@ -94,6 +85,46 @@ fn random_ms(below: u64) -> u64 {
         .unwrap_or_default()
         .subsec_nanos();
     u64::from(nanos) % below
+}
+
+/// Where agents join: the test cluster, the operator's namespace, its gateway and CA,
+/// and the directory their state goes under.
+struct Joining<'a> {
+    env: &'a Env,
+    op_ns: &'a str,
+    gateway: &'a str,
+    ca: &'a std::path::Path,
+    dir: &'a std::path::Path,
+}
+
+impl Joining<'_> {
+    /// A Group Key `key_name` for `provider`, and an agent on host `host` joined with it
+    /// (its metrics on `metrics`, if given): the agent and the key.
+    fn agent(
+        &self,
+        provider: &str,
+        key_name: &str,
+        host: &str,
+        metrics: Option<u16>,
+    ) -> (zop_e2e::ChildGuard, String) {
+        let key = group_key(
+            self.env,
+            self.op_ns,
+            &["create", key_name, "--provider", provider],
+        );
+        let key = key.trim().to_string();
+        let agent = spawn_agent(
+            TEST,
+            self.gateway,
+            self.ca,
+            &key,
+            &self.dir.join(provider),
+            host,
+            metrics,
+        )
+        .unwrap();
+        (agent, key)
+    }
 }
 
 #[tokio::test]
@@ -118,25 +149,17 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     let ca = operator.write_ca(&dir).unwrap();
     let mut agents = Vec::new();
     let mut devices = Vec::new();
+    let host = format!("box-{}", std::process::id() % 1000);
+    let joining = Joining {
+        env: &env,
+        op_ns: &op_ns,
+        gateway: &operator.gateway,
+        ca: &ca,
+        dir: &dir,
+    };
     for provider in ["alice", "bob"] {
-        let key = group_key(
-            &env,
-            &op_ns,
-            &["create", &format!("{provider}-key"), "--provider", provider],
-        );
-        let host = format!("box-{}", std::process::id() % 1000);
-        agents.push(
-            spawn_agent(
-                TEST,
-                &operator.gateway,
-                &ca,
-                key.trim(),
-                &dir.join(provider),
-                &host,
-                None,
-            )
-            .unwrap(),
-        );
+        let (agent, _) = joining.agent(provider, &format!("{provider}-key"), &host, None);
+        agents.push(agent);
         devices.push((format!("agent-{provider}-{host}"), provider));
     }
     let names: Vec<String> = devices.iter().map(|(d, _)| d.clone()).collect();
@@ -329,33 +352,19 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
     )
     .await
     .unwrap();
-    let host = format!("box-{}", std::process::id() % 1000);
     let mut agents = Vec::new();
     let mut keys = BTreeMap::new();
+    let joining = Joining {
+        env: &env,
+        op_ns: &op_ns,
+        gateway: &operator.gateway,
+        ca: &ca,
+        dir: &dir,
+    };
     for (provider, metrics) in [("alice", Some(alice_port)), ("bob", None)] {
-        let key = group_key(
-            &env,
-            &op_ns,
-            &[
-                "create",
-                &format!("{provider}-key2"),
-                "--provider",
-                provider,
-            ],
-        );
-        agents.push(
-            spawn_agent(
-                TEST,
-                &operator.gateway,
-                &ca,
-                key.trim(),
-                &dir.join(provider),
-                &host,
-                metrics,
-            )
-            .unwrap(),
-        );
-        keys.insert(provider, key.trim().to_string());
+        let (agent, key) = joining.agent(provider, &format!("{provider}-key2"), &host, metrics);
+        agents.push(agent);
+        keys.insert(provider, key);
     }
     let key = group_key(
         &env,
@@ -467,19 +476,14 @@ async fn epochs_pay_verified_work_exactly_once_and_the_ledger_verifies() {
         l.accounts["mallory"].held, condition.message
     );
     // An admin forfeits it: recorded in the next epoch, back in the pool.
-    let out = std::process::Command::new(bin_path("kubectl-zop"))
-        .args(["ledger", "forfeit", "--provider", "mallory", "-n", &op_ns])
-        .env("KUBECONFIG", &env.kubeconfig)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = zop_e2e::kubectl_zop(
+        &env.kubeconfig,
+        &["ledger", "forfeit", "--provider", "mallory", "-n", &op_ns],
     );
+    assert!(out.ok, "{}", out.stderr);
     // Recorded once, by its id, in a later epoch: exactly the amount held when it was
     // requested goes back to the pool.
-    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let said = out.stdout;
     let id = said
         .split_whitespace()
         .skip_while(|w| *w != "as")

@@ -5,15 +5,20 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use zop_kernels::gpu::libraries::{self, Found, LINKED_ENV, Library, OVERRIDE_ENV};
 
-/// The libraries found, with [`OVERRIDE_ENV`] first.
-pub fn found() -> Vec<Found> {
-    let dir = std::env::var_os(OVERRIDE_ENV).map(PathBuf::from);
-    Library::ALL
-        .iter()
-        .filter_map(|l| libraries::find(*l, dir.as_deref()))
-        .collect()
+/// The libraries found, with [`OVERRIDE_ENV`] first; looked for once per process
+/// (each candidate is opened to see whether it loads).
+pub fn found() -> &'static [Found] {
+    static FOUND: OnceLock<Vec<Found>> = OnceLock::new();
+    FOUND.get_or_init(|| {
+        let dir = std::env::var_os(OVERRIDE_ENV).map(PathBuf::from);
+        Library::ALL
+            .iter()
+            .filter_map(|l| libraries::find(*l, dir.as_deref()))
+            .collect()
+    })
 }
 
 /// The libraries cudarc loads in this process, each with the file found for it
@@ -46,7 +51,7 @@ pub fn relink() {
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()));
     let dir = std::env::temp_dir().join(format!("zop-cuda-{}", &digest[..16]));
     let current = std::env::var("LD_LIBRARY_PATH").ok();
-    let path = match libraries::link(&found, &dir, current.as_deref()) {
+    let path = match libraries::link(found, &dir, current.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!(

@@ -2,27 +2,12 @@
 //! people, JSON and YAML for scripts, `--context`, `-n`, `-A`, and errors in one line.
 
 use std::path::Path;
-use std::process::Command;
-use zop_e2e::bin_path;
-
-/// Runs `kubectl zop ARGS`: success, stdout, stderr.
-fn zop(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin_path("kubectl-zop"))
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .expect("running kubectl-zop");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use zop_e2e::kubectl_zop;
 
 fn ok(kubeconfig: &Path, args: &[&str]) -> String {
-    let (ok, out, err) = zop(kubeconfig, args);
-    assert!(ok, "kubectl zop {args:?}: {err}");
-    out
+    let out = kubectl_zop(kubeconfig, args);
+    assert!(out.ok, "kubectl zop {args:?}: {}", out.stderr);
+    out.stdout
 }
 
 fn json(kubeconfig: &Path, args: &[&str]) -> serde_json::Value {
@@ -32,8 +17,9 @@ fn json(kubeconfig: &Path, args: &[&str]) -> serde_json::Value {
 
 /// One line on stderr, no backtrace, exit status 1.
 fn refused(kubeconfig: &Path, args: &[&str]) -> String {
-    let (ok, _, err) = zop(kubeconfig, args);
-    assert!(!ok, "kubectl zop {args:?} succeeded");
+    let out = kubectl_zop(kubeconfig, args);
+    assert!(!out.ok, "kubectl zop {args:?} succeeded");
+    let err = out.stderr;
     assert_eq!(err.trim().lines().count(), 1, "kubectl zop {args:?}: {err}");
     assert!(err.starts_with("error: "), "{err}");
     err

@@ -190,7 +190,7 @@ fn account_row(provider: &str, a: &Account) -> AccountRow {
         rewards: a.rewards,
         held: a.held,
         staked: a.staked,
-        unbonding: a.unbonding.iter().map(|u| u.0).sum(),
+        unbonding: a.unbonding_total(),
         withdrawn: a.withdrawn,
         balance: a.balance(),
     }

@@ -61,9 +61,10 @@ pub fn device_rows(devices: &[Device], rewards: Option<&BTreeMap<String, u64>>) 
     rows
 }
 
+/// `units` in CXT without the unit, for a column headed `(CXT)`.
 fn cxt(units: u64) -> String {
-    let s = BaseUnits(units).to_string();
-    s.trim_end_matches(" CXT").to_string()
+    let (whole, frac) = BaseUnits(units).split();
+    format!("{whole}.{frac:06}")
 }
 
 /// The devices table, then how many are in each phase.

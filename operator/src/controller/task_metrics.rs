@@ -34,10 +34,16 @@ pub struct TaskMetrics {
     fragments: Family<StateLabels, Gauge>,
     queue: Family<NamespaceLabels, Gauge>,
     invalid: Family<ReasonLabels, prometheus_client::metrics::counter::Counter>,
-    tasks: Arc<Mutex<HashMap<String, (String, FragmentCounts)>>>,
-    /// Namespaces whose queue was ever published: their series stays, at 0 when
-    /// nothing waits, so a dashboard shows an empty queue rather than no data.
-    namespaces: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    observed: Arc<Mutex<Observed>>,
+}
+
+/// The last counts of each active task, by UID, and every namespace seen: a namespace's
+/// queue series stays, at 0 when nothing waits, so a dashboard shows an empty queue
+/// rather than no data.
+#[derive(Debug, Default)]
+struct Observed {
+    tasks: HashMap<String, (String, FragmentCounts)>,
+    namespaces: std::collections::BTreeSet<String>,
 }
 
 impl TaskMetrics {
@@ -48,8 +54,7 @@ impl TaskMetrics {
             fragments: Family::default(),
             queue: Family::default(),
             invalid: Family::default(),
-            tasks: Arc::default(),
-            namespaces: Arc::default(),
+            observed: Arc::default(),
         };
         registry.register(
             "invalid_records",
@@ -86,26 +91,28 @@ impl TaskMetrics {
 
     /// Records a task's counts; a terminal task stops counting.
     pub fn observe_task(&self, namespace: &str, uid: &str, c: &FragmentCounts, terminal: bool) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut o = self.observed.lock().unwrap_or_else(|e| e.into_inner());
         if terminal {
-            tasks.remove(uid);
+            o.tasks.remove(uid);
         } else {
-            tasks.insert(uid.to_string(), (namespace.to_string(), c.clone()));
+            o.namespaces.insert(namespace.to_string());
+            o.tasks
+                .insert(uid.to_string(), (namespace.to_string(), c.clone()));
         }
-        self.publish(&tasks);
+        self.publish(&o);
     }
 
     /// Forgets a deleted task.
     pub fn forget_task(&self, uid: &str) {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.remove(uid);
-        self.publish(&tasks);
+        let mut o = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        o.tasks.remove(uid);
+        self.publish(&o);
     }
 
-    fn publish(&self, tasks: &HashMap<String, (String, FragmentCounts)>) {
+    fn publish(&self, o: &Observed) {
         let mut by_state = [0i64; 5];
         let mut queue: BTreeMap<&str, i64> = BTreeMap::new();
-        for (ns, c) in tasks.values() {
+        for (ns, c) in o.tasks.values() {
             for (slot, v) in
                 by_state
                     .iter_mut()
@@ -121,9 +128,7 @@ impl TaskMetrics {
         {
             self.fragments.get_or_create(&StateLabels { state }).set(v);
         }
-        let mut seen = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
-        seen.extend(queue.keys().map(|ns| ns.to_string()));
-        for ns in seen.iter() {
+        for ns in &o.namespaces {
             self.queue
                 .get_or_create(&NamespaceLabels {
                     namespace: ns.clone(),

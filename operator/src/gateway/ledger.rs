@@ -11,7 +11,6 @@ use super::protocol::ApiError;
 use super::routes::{body, group_key, key_refused};
 use super::secrets::{self, GroupKey};
 use super::{ClientAddr, GatewayState};
-use crate::api::BaseUnits;
 use crate::api::protocol::{LedgerAccount, LedgerRequest, LedgerRequestState};
 use crate::api::settlement::{AccountOperation, OperationKind};
 use crate::controller::settlement::{read_ledger, requests};
@@ -179,7 +178,7 @@ pub async fn account(
         rewards: a.rewards,
         withdrawn: a.withdrawn,
         staked: a.staked,
-        unbonding: a.unbonding.iter().map(|u| u.0).sum(),
+        unbonding: a.unbonding_total(),
         held: a.held,
         epoch: specs.last().map_or(0, |s| s.epoch),
         requests: stored
@@ -195,7 +194,7 @@ pub async fn account(
                 reason: s.refused,
                 id: s.op.id,
                 kind: s.op.kind,
-                amount: BaseUnits(s.op.amount.0),
+                amount: s.op.amount,
             })
             .collect(),
     }))

@@ -42,9 +42,14 @@ pub struct Account {
 }
 
 impl Account {
+    /// Unbonded stake still cooling down, in all.
+    pub fn unbonding_total(&self) -> u64 {
+        self.unbonding.iter().map(|u| u.0).sum()
+    }
+
     /// What the provider may bond or withdraw.
     pub fn balance(&self) -> u64 {
-        let locked: u64 = self.unbonding.iter().map(|u| u.0).sum();
+        let locked = self.unbonding_total();
         self.rewards
             .saturating_sub(self.withdrawn)
             .saturating_sub(self.staked)

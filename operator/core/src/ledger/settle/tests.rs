@@ -63,7 +63,7 @@ proptest! {
             }
             records.extend(s.records);
             for a in l.accounts.values() {
-                let locked: u64 = a.unbonding.iter().map(|u| u.0).sum();
+                let locked = a.unbonding_total();
                 prop_assert!(a.withdrawn + a.staked + locked <= a.rewards, "{a:?}");
             }
             // Stake never mints: rewards credited equal what left the pool and was paid.
