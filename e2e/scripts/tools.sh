@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real control-plane tools from their published Go modules (and
-# Prometheus from Debian's package, NVRTC from NVIDIA's Python wheel) into a
-# cache outside the repository, keyed by version: a second run builds nothing.
+# Prometheus and umoci from Debian's packages, NVRTC and cuBLAS from NVIDIA's Python
+# wheels) into a cache outside the repository, keyed by version: a second run builds
+# nothing.
 #
 #   e2e/scripts/tools.sh build   build whatever is missing
 #   e2e/scripts/tools.sh env     print shell exports naming every binary
@@ -17,6 +18,10 @@ HELM_VERSION=v3.21.4
 # NVRTC compiles kernels/cuda/*.cu to PTX with no GPU: the kernels' tests check
 # that the CUDA sources compile on every machine.
 NVRTC_VERSION=12.9.86
+# cuBLAS of the same CUDA release (12.9 Update 1), carried by the worker image.
+CUBLAS_VERSION=12.9.1.4
+# Debian bookworm's umoci writes the container images (e2e/scripts/images.sh).
+UMOCI_VERSION=0.4.7
 
 k8s_dir=$cache/kubernetes-$K8S_VERSION
 etcd_dir=$cache/etcd-$ETCD_VERSION
@@ -24,6 +29,8 @@ kwok_dir=$cache/kwok-$KWOK_VERSION
 helm_dir=$cache/helm-$HELM_VERSION
 prom_dir=$cache/prometheus-debian
 nvrtc_dir=$cache/nvrtc-$NVRTC_VERSION
+cublas_dir=$cache/cublas-$CUBLAS_VERSION
+umoci_dir=$cache/umoci-$UMOCI_VERSION
 
 die() { echo "tools: $*" >&2; exit 1; }
 
@@ -112,6 +119,45 @@ build_nvrtc() {
   rm -rf "$nvrtc_dir" "$tmp" && mv "$nvrtc_dir.partial" "$nvrtc_dir"
 }
 
+# Debian's umoci package, unpacked. It links only against glibc (>= 2.34), so it runs
+# wherever `--version` does; that is checked here rather than at first use.
+build_umoci() {
+  [ -x "$umoci_dir/umoci" ] && return
+  command -v apt-get >/dev/null || die "apt-get is missing: umoci comes from Debian's 'umoci' package"
+  local tmp; tmp=$(mktemp -d)
+  echo "tools: fetching Debian's umoci package" >&2
+  (cd "$tmp" && apt-get download umoci >/dev/null 2>&1) \
+    || { apt-get update -qq >/dev/null && (cd "$tmp" && apt-get download umoci >/dev/null); } \
+    || die "apt-get download umoci failed: run 'apt-get update' and check the Debian mirror"
+  dpkg-deb -x "$tmp"/umoci_*.deb "$tmp/root"
+  local v; v=$("$tmp/root/usr/bin/umoci" --version 2>&1) \
+    || die "Debian's umoci does not run here ($v); ldd says: $(ldd "$tmp/root/usr/bin/umoci" 2>&1 | tr '\n' ' ')"
+  [[ $v == *" $UMOCI_VERSION"* ]] || die "Debian ships '$v', not umoci $UMOCI_VERSION: update UMOCI_VERSION"
+  mkdir -p "$umoci_dir.partial"
+  cp "$tmp/root/usr/bin/umoci" "$umoci_dir.partial/"
+  rm -rf "$umoci_dir" "$tmp" && mv "$umoci_dir.partial" "$umoci_dir"
+}
+
+# NVIDIA's nvidia-cublas-cu12 wheel, for the worker image: only libcublas and the
+# libcublasLt it loads are kept. Optional like NVRTC: without it the worker image
+# carries no CUDA libraries, and e2e/scripts/images.sh says so.
+build_cublas() {
+  [ -e "$cublas_dir/libcublas.so.12" ] && [ -e "$cublas_dir/libcublasLt.so.12" ] && return
+  local tmp; tmp=$(mktemp -d)
+  echo "tools: fetching cuBLAS $CUBLAS_VERSION (nvidia-cublas-cu12 wheel, ~580 MB)" >&2
+  if ! python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" \
+      "nvidia-cublas-cu12==$CUBLAS_VERSION" \
+    || ! python3 -m zipfile -e "$tmp"/nvidia_cublas_cu12-*.whl "$tmp/whl"; then
+    echo "tools: warning: could not fetch cuBLAS $CUBLAS_VERSION with pip; the worker image will carry no CUDA libraries" >&2
+    rm -rf "$tmp"
+    return 0
+  fi
+  mkdir -p "$cublas_dir.partial"
+  cp "$tmp/whl/nvidia/cublas/lib/libcublas.so.12" "$tmp/whl/nvidia/cublas/lib/libcublasLt.so.12" \
+     "$cublas_dir.partial/"
+  rm -rf "$cublas_dir" "$tmp" && mv "$cublas_dir.partial" "$cublas_dir"
+}
+
 cmd_env() {
   cat <<ENV
 export ZOP_K8S_VERSION=$K8S_VERSION
@@ -125,6 +171,9 @@ export ZOP_KWOKCTL=$kwok_dir/kwokctl
 export ZOP_HELM=$helm_dir/helm
 export ZOP_PROMETHEUS=$prom_dir/prometheus
 export ZOP_PROMTOOL=$prom_dir/promtool
+export ZOP_UMOCI=$umoci_dir/umoci
+export ZOP_NVRTC_DIR=$nvrtc_dir
+export ZOP_CUBLAS_DIR=$cublas_dir
 export LD_LIBRARY_PATH=$nvrtc_dir\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}
 ENV
 }
@@ -132,7 +181,8 @@ ENV
 case ${1:-build} in
   build)
     mkdir -p "$cache"
-    build_etcd; build_kwok; build_helm; build_prometheus; build_nvrtc; build_kubernetes
+    build_etcd; build_kwok; build_helm; build_prometheus; build_umoci; build_nvrtc; build_cublas
+    build_kubernetes
     ;;
   env) cmd_env ;;
   *) die "usage: $0 build|env" ;;

@@ -55,8 +55,8 @@ use objects::*;
 use prepare::*;
 use status::*;
 
-/// The pods run by default: the worker's.
-pub const DEFAULT_SELECTOR: &str = "app.kubernetes.io/name=zop-worker";
+/// The pods run by default: the worker's and the node benchmarks'.
+pub const DEFAULT_SELECTOR: &str = "app.kubernetes.io/name in (zop-worker,zop-benchmark)";
 /// The field manager of every status the runner writes.
 pub const FIELD_MANAGER: &str = "zop-pod-runner";
 /// The annotation (with value `fake`) of the nodes kwok simulates.

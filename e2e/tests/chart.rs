@@ -164,7 +164,7 @@ async fn the_chart_installs_and_runs_with_least_privilege() {
     let (gateway_port, metrics_port) = (free_port(), free_port());
     let worker_url = format!("https://127.0.0.1:{gateway_port}");
     let set = format!(
-        "replicas=2,settlement.epochSeconds={EPOCH_SECONDS},settlement.graceSeconds={GRACE_SECONDS},gateway.port={gateway_port},metrics.port={metrics_port},gateway.workerURL={worker_url}"
+        "replicas=2,settlement.epochSeconds={EPOCH_SECONDS},settlement.graceSeconds={GRACE_SECONDS},gateway.port={gateway_port},metrics.port={metrics_port},gateway.workerURL={worker_url},nodeBenchmarks.enabled=false"
     );
     let (ok, out) = run(
         &helm,

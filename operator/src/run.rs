@@ -51,6 +51,9 @@ pub struct RunArgs {
     /// Epochs and rewards.
     #[command(flatten)]
     pub settlement: SettlementArgs,
+    /// Benchmarks of onboarded Nodes.
+    #[command(flatten)]
+    pub node_benchmarks: controller::benchmarks::NodeBenchmarkArgs,
 }
 
 /// Options of the settlement controller. The schedule is sealed into the ledger's
@@ -216,6 +219,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .await?;
     let mut task_config = args.task_config(pem.cert.clone());
+    let benchmarks = args
+        .node_benchmarks
+        .config(task_config.pod.clone(), task_config.ca_pem.clone());
     task_config.settled_until = settled.clone();
     // One Device cache for the gateway and the task controller; the device controller
     // keeps its own inside its Controller.
@@ -269,12 +275,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         controller::tasks::run(
             client.clone(),
             task_config,
-            device_cache,
+            device_cache.clone(),
             task_metrics,
             verifier,
             stopped(stop_rx.clone()),
         ),
         controller::devices::run(devices, client.clone(), config, stopped(stop_rx.clone())),
+        async {
+            if let Some(b) = benchmarks {
+                let cache = device_cache.clone();
+                controller::benchmarks::run(client.clone(), b, cache, stopped(stop_rx.clone()))
+                    .await;
+            }
+        },
     );
     let _ = stop_tx.send(true);
     if let Some(lease) = lease {

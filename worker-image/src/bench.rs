@@ -54,6 +54,7 @@ impl Measurements {
             memory_bandwidth_mbps: round_positive(self.copy_mbps),
             fingerprint: self.timings.fingerprint(),
             measured_at: None,
+            driver_version: None,
         }
     }
 }
@@ -76,11 +77,29 @@ pub fn measure(cfg: &BenchConfig) -> Measurements {
     }
 }
 
-/// GPU benchmark HOOK: when a GPU is detected, the score must come from the int8
-/// product on the GPU (a CPU-sized score trips the operator's `BenchmarkTooLow` check
-/// for known GPU models). Not implemented yet; the CPU score is reported meanwhile.
+/// Side of the int8 product timed on a GPU: large enough that a data-center GPU runs
+/// near its peak (2·8192³ ops, about 1 ms on an H100), small enough (384 MiB) for any.
+const GPU_GEMM_N: u32 = 8192;
+
+/// The score of the first GPU: cuBLAS int8 products of [`GPU_GEMM_N`], the operation the
+/// compute-proof fragments run. `None` (the CPU score is reported) when this machine has
+/// no GPU or its CUDA libraries do not load; a GPU machine then reports a CPU-sized
+/// score, which the operator's plausibility check flags for known GPU models.
 fn gpu_score() -> Option<u64> {
-    None
+    if zop_kernels::gpu::detect().is_empty() {
+        return None;
+    }
+    let timed = zop_kernels::gpu::Gpu::open(0).and_then(|gpu| gpu.gemm_seconds(GPU_GEMM_N, 20));
+    match timed {
+        Ok(s) if s > 0.0 => Some(round_positive(
+            2.0 * f64::from(GPU_GEMM_N).powi(3) / s / 1e9,
+        )),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "the GPU benchmark failed; reporting the CPU score");
+            None
+        }
+    }
 }
 
 fn gemm_gops(threads: usize, budget: Duration) -> (usize, f64) {

@@ -10,9 +10,9 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use zop_api::protocol::{
-    self, ErrorBody, HeartbeatRequest, HeartbeatResponse, LedgerAccount, LedgerRequest,
-    LedgerRequestState, ProofsRequest, ProofsResponse, RegisterRequest, RegisterResponse,
-    ResultsRequest, ResultsResponse, Work,
+    self, BenchmarkReport, BenchmarkVerdict, ErrorBody, HeartbeatRequest, HeartbeatResponse,
+    LedgerAccount, LedgerRequest, LedgerRequestState, ProofsRequest, ProofsResponse,
+    RegisterRequest, RegisterResponse, ResultsRequest, ResultsResponse, Work,
 };
 
 /// A failed call.
@@ -173,6 +173,15 @@ impl GatewayClient {
         req: &ProofsRequest,
     ) -> Result<ProofsResponse, GatewayError> {
         self.post(protocol::PROOFS, bearer, req).await
+    }
+
+    /// Reports a node benchmark with the benchmark Pod's token.
+    pub async fn benchmark(
+        &self,
+        bearer: Bearer<'_>,
+        req: &BenchmarkReport,
+    ) -> Result<BenchmarkVerdict, GatewayError> {
+        self.post(protocol::BENCHMARK, bearer, req).await
     }
 
     /// The Group Key's provider's account.

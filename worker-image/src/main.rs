@@ -6,6 +6,7 @@ use std::time::Duration;
 use zop_worker::account::{self, AccountArgs};
 use zop_worker::agent::{self, AgentArgs};
 use zop_worker::bench::{self, BenchConfig};
+use zop_worker::node_bench::{self, BenchmarkArgs};
 use zop_worker::pod::{self, PodArgs};
 use zop_worker::probe::{self, ProbeReport};
 use zop_worker::shutdown::Shutdown;
@@ -37,6 +38,9 @@ enum Command {
     Agent(AgentArgs),
     /// Run one assignment inside a worker Pod, authenticated by its projected token.
     Pod(PodArgs),
+    /// Inside a node benchmark Pod: probe, benchmark, and report through the gateway
+    /// with the Pod's projected token; prints the gateway's verdict as JSON.
+    Benchmark(BenchmarkArgs),
     /// Read your provider account, or ask for a withdrawal, a bond or an unbond, with
     /// your Group Key.
     Account(AccountArgs),
@@ -60,6 +64,11 @@ fn main() -> anyhow::Result<()> {
         Command::Pod(args) => {
             logging();
             until_done(|stop| pod::run(args, stop))?;
+        }
+        Command::Benchmark(args) => {
+            logging();
+            let verdict = until_done(|stop| node_bench::run(args, stop))?;
+            println!("{}", serde_json::to_string(&verdict)?);
         }
         Command::Probe {
             json,

@@ -9,21 +9,41 @@ use crate::work::{self, Outcome};
 use anyhow::Context;
 use std::path::PathBuf;
 
-/// Options of `zop-worker pod`.
+/// How a Pod the operator created reaches the gateway.
 #[derive(Debug, Clone, clap::Args)]
-pub struct PodArgs {
+pub struct PodAuth {
     /// The gateway's base URL.
     #[arg(long, env = "ZOP_GATEWAY")]
     pub gateway: String,
-    /// The assignment this Pod runs (the Pod's own name).
-    #[arg(long, env = "ZOP_ASSIGNMENT")]
-    pub assignment: String,
     /// The projected service-account token (re-read for every call: it is rotated).
     #[arg(long, env = "ZOP_TOKEN_FILE")]
     pub token_file: PathBuf,
     /// PEM file of the gateway's CA.
     #[arg(long, env = "ZOP_CA_CERT")]
     pub ca_cert: PathBuf,
+}
+
+impl PodAuth {
+    /// The gateway client, after checking that the token can be read at all.
+    pub fn client(&self) -> anyhow::Result<(GatewayClient, Bearer<'_>)> {
+        let ca = std::fs::read(&self.ca_cert)
+            .with_context(|| format!("reading --ca-cert {}", self.ca_cert.display()))?;
+        let client = GatewayClient::new(&self.gateway, &ca)?;
+        let bearer = Bearer::File(&self.token_file);
+        bearer.token()?;
+        Ok((client, bearer))
+    }
+}
+
+/// Options of `zop-worker pod`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PodArgs {
+    /// The assignment this Pod runs (the Pod's own name).
+    #[arg(long, env = "ZOP_ASSIGNMENT")]
+    pub assignment: String,
+    /// The gateway and the Pod's credentials.
+    #[command(flatten)]
+    pub auth: PodAuth,
     /// Device and metrics options.
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -31,12 +51,8 @@ pub struct PodArgs {
 
 /// Runs the assignment until done, closed, or `stop` is requested.
 pub async fn run(args: PodArgs, stop: Shutdown) -> anyhow::Result<Outcome> {
-    let ca = std::fs::read(&args.ca_cert)
-        .with_context(|| format!("reading --ca-cert {}", args.ca_cert.display()))?;
-    let client = GatewayClient::new(&args.gateway, &ca)?;
-    let bearer = Bearer::File(&args.token_file);
     // Fail before opening the device when the token cannot be read at all.
-    bearer.token()?;
+    let (client, bearer) = args.auth.client()?;
     let engine = Engine::start(&args.engine).await?;
     let outcome = work::run_one(&engine, &client, bearer, Some(&args.assignment), &stop)
         .await

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use zop_operator::gateway::protocol::{self, FragmentSpan, ResultsResponse, Work};
 use zop_operator::gateway::tls;
 use zop_worker::engine::{DeviceArg, EngineArgs};
-use zop_worker::pod::{self, PodArgs};
+use zop_worker::pod::{self, PodArgs, PodAuth};
 use zop_worker::shutdown::Shutdown;
 use zop_worker::work::Outcome;
 
@@ -92,10 +92,12 @@ async fn a_rotated_token_is_sent_with_the_next_request() {
     tokio::spawn(server.serve(app.into_make_service()));
 
     let args = PodArgs {
-        gateway: format!("https://127.0.0.1:{port}"),
         assignment: "a-1".into(),
-        token_file,
-        ca_cert,
+        auth: PodAuth {
+            gateway: format!("https://127.0.0.1:{port}"),
+            token_file,
+            ca_cert,
+        },
         engine: EngineArgs {
             device: DeviceArg::Cpu,
             metrics_bind: None,

@@ -148,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
                     memory_bandwidth_mbps: 1000,
                     fingerprint: zop_kernels::fingerprint::encode(&[1.0, 2.0, 0.5, 8.0]),
                     measured_at: None,
+                    driver_version: None,
                 }),
             },
         )

@@ -315,6 +315,12 @@ pub struct Benchmark {
     /// When it was measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measured_at: Option<Time>,
+    /// The GPU driver version the device's identification named at its last benchmark
+    /// run (also when that run's figures were refused and these kept), so that a driver
+    /// change is measured again, once. Written by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub driver_version: Option<String>,
 }
 
 /// A device's track record, written by the operator's verifier alone

@@ -2,7 +2,7 @@
 //! request and response bodies, and the error body with its stable `reason`. Types only;
 //! the gateway validates every body it decodes.
 
-use crate::device::{Benchmark, Identification};
+use crate::device::{Benchmark, GpuInfo, Identification};
 use serde::{Deserialize, Serialize};
 
 /// Route of registration.
@@ -18,6 +18,8 @@ pub const PROOFS: &str = "/v1/proofs";
 /// Route where a provider, with a Group Key, reads its account (`GET`) and requests a
 /// withdrawal, a bond or an unbond (`POST`).
 pub const LEDGER: &str = "/v1/ledger";
+/// Route where a node benchmark Pod reports what it measured.
+pub const BENCHMARK: &str = "/v1/benchmark";
 
 /// Query of [`WORK`]: a worker pod names its assignment; an agent may leave it out to
 /// get the next one for its device.
@@ -237,6 +239,30 @@ pub struct HeartbeatRequest {
     /// A fresh benchmark, when the agent re-measured.
     #[serde(default)]
     pub benchmark: Option<Benchmark>,
+}
+
+/// A node benchmark Pod reports its run: the benchmark and the GPUs the run saw. The
+/// Device is the one the Pod was created for, never named by the body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BenchmarkReport {
+    /// What the run measured.
+    pub benchmark: Benchmark,
+    /// The GPUs the run detected, as the probe identifies them.
+    #[serde(default)]
+    pub gpus: Vec<GpuInfo>,
+}
+
+/// Acknowledges a benchmark report with the verdict the gateway wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BenchmarkVerdict {
+    /// The Device measured.
+    pub device: String,
+    /// `Plausible`, or the reason the benchmark contradicts the claimed hardware.
+    pub reason: String,
+    /// The figures behind the verdict.
+    pub message: String,
 }
 
 /// Acknowledges a heartbeat.

@@ -4,6 +4,7 @@
 //! ([`apply_status`]). They own no state of their own; everything that matters is in the
 //! API server.
 
+pub mod benchmarks;
 pub mod coalesce;
 pub mod devices;
 pub mod onboard;
@@ -138,7 +139,44 @@ where
     tokio::spawn(
         kube::runtime::reflector(writer, objects)
             .default_backoff()
-            .for_each(|_| futures::future::ready(())),
+            .for_each(|event| {
+                // A store that never fills holds up its readers: say why.
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, kind = %K::kind(&()), "watch failed; retrying");
+                }
+                futures::future::ready(())
+            }),
     );
     reader
+}
+
+/// The ServiceAccount and CA ConfigMap every Pod the operator runs on a node needs
+/// (worker and benchmark Pods), in the operator's namespace; idempotent.
+pub async fn ensure_worker_access(
+    client: &kube::Client,
+    namespace: &str,
+    ca_pem: &str,
+) -> Result<(), Error> {
+    use crate::labels;
+    use crate::tasks::worker_pod;
+    use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+    use kube::api::{Patch, PatchParams};
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let sa = serde_json::json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": { "name": worker_pod::SERVICE_ACCOUNT, "labels": { labels::MANAGED_BY: labels::MANAGER } },
+        "automountServiceAccountToken": false,
+    });
+    kube::Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .patch(worker_pod::SERVICE_ACCOUNT, &pp, &Patch::Apply(&sa))
+        .await?;
+    let ca = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": worker_pod::CA_CONFIG_MAP, "labels": { labels::MANAGED_BY: labels::MANAGER } },
+        "data": { worker_pod::CA_KEY: ca_pem },
+    });
+    kube::Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .patch(worker_pod::CA_CONFIG_MAP, &pp, &Patch::Apply(&ca))
+        .await?;
+    Ok(())
 }

@@ -11,8 +11,8 @@
 //! each task its last word ([`Scheduling`]). Task reconciles only observe, decide and
 //! write their status; they never schedule.
 
+use super::Error;
 use super::task_metrics::TaskMetrics;
-use super::{Error, FIELD_MANAGER};
 use crate::api::{Device, DeviceClass};
 use crate::labels;
 use crate::scheduler::cycle::{CycleConfig, QueuedTask};
@@ -23,14 +23,13 @@ use crate::tasks::decide::Scheduling;
 use crate::tasks::record;
 use crate::tasks::worker_pod::{self, PodTemplate};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -478,7 +477,13 @@ impl Loop {
             );
         }
         if writes.iter().any(|(_, _, node, _)| node.is_some()) && !self.worker_access {
-            match ensure_worker_access(&self.client, &self.config).await {
+            match super::ensure_worker_access(
+                &self.client,
+                &self.config.namespace,
+                &self.config.ca_pem,
+            )
+            .await
+            {
                 Ok(()) => self.worker_access = true,
                 Err(e) => {
                     tracing::warn!(error = %e, "creating the worker ServiceAccount and CA failed")
@@ -564,30 +569,6 @@ async fn write_placement(
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The ServiceAccount and CA ConfigMap worker Pods need, in the operator's namespace;
-/// idempotent.
-async fn ensure_worker_access(client: &Client, config: &LoopConfig) -> Result<(), Error> {
-    let ns = config.namespace.as_str();
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let sa = json!({
-        "apiVersion": "v1", "kind": "ServiceAccount",
-        "metadata": { "name": worker_pod::SERVICE_ACCOUNT, "labels": { labels::MANAGED_BY: labels::MANAGER } },
-        "automountServiceAccountToken": false,
-    });
-    Api::<ServiceAccount>::namespaced(client.clone(), ns)
-        .patch(worker_pod::SERVICE_ACCOUNT, &pp, &Patch::Apply(&sa))
-        .await?;
-    let ca = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": { "name": worker_pod::CA_CONFIG_MAP, "labels": { labels::MANAGED_BY: labels::MANAGER } },
-        "data": { worker_pod::CA_KEY: config.ca_pem },
-    });
-    Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .patch(worker_pod::CA_CONFIG_MAP, &pp, &Patch::Apply(&ca))
-        .await?;
-    Ok(())
 }
 
 /// Publishes an Event on a task.

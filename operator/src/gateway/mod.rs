@@ -6,6 +6,7 @@
 //! client address, and authenticated callers are rate-limited per caller.
 
 pub mod auth;
+pub mod benchmark;
 pub mod checks;
 pub mod conn;
 pub mod ledger;
@@ -183,6 +184,7 @@ pub fn router(state: Arc<GatewayState>) -> Router {
             post(proofs::proofs).layer(DefaultBodyLimit::disable()),
         )
         .route(protocol::LEDGER, get(ledger::account).post(ledger::request))
+        .route(protocol::BENCHMARK, post(benchmark::report))
         .route("/healthz", get(|| async { "ok" }))
         .layer(axum::middleware::from_fn_with_state(state.clone(), timed))
         .layer(axum::middleware::from_fn(client_addr))

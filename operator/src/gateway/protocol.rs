@@ -198,6 +198,19 @@ pub fn decode_heartbeat(bytes: &[u8]) -> Result<HeartbeatRequest, ApiError> {
     Ok(req)
 }
 
+/// Decodes and validates a node benchmark report.
+pub fn decode_benchmark_report(bytes: &[u8]) -> Result<BenchmarkReport, ApiError> {
+    let req: BenchmarkReport = decode_json(bytes)?;
+    validate_benchmark("benchmark", &req.benchmark)?;
+    if req.gpus.len() > MAX_GPUS {
+        return Err(ApiError::invalid("gpus", "at most 16 GPUs"));
+    }
+    for (i, g) in req.gpus.iter().enumerate() {
+        validate_gpu("", i, g)?;
+    }
+    Ok(req)
+}
+
 pub(super) fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         // serde_json names the path only implicitly; its message carries the field name.
@@ -259,7 +272,7 @@ fn validate_identification(id: &Identification) -> Result<(), ApiError> {
         return Err(ApiError::invalid("identification.gpus", "at most 16 GPUs"));
     }
     for (i, g) in id.gpus.iter().enumerate() {
-        validate_gpu(i, g)?;
+        validate_gpu("identification.", i, g)?;
     }
     for (field, v) in [
         (
@@ -289,8 +302,8 @@ fn validate_identification(id: &Identification) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn validate_gpu(i: usize, g: &GpuInfo) -> Result<(), ApiError> {
-    let f = |name: &str| format!("identification.gpus[{i}].{name}");
+fn validate_gpu(prefix: &str, i: usize, g: &GpuInfo) -> Result<(), ApiError> {
+    let f = |name: &str| format!("{prefix}gpus[{i}].{name}");
     if g.model.is_empty() {
         return Err(ApiError::invalid(&f("model"), "must not be empty"));
     }

@@ -357,11 +357,32 @@ fn plausibility_fields(
     previous: Option<&DeviceStatus>,
     now: Timestamp,
 ) {
-    let mut b = b.clone();
-    b.measured_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
     let reference =
         previous.and_then(|p| Some((p.identification.as_ref()?, p.benchmark.as_ref()?)));
-    let (cond_status, reason, message) = match plausibility::check(reference, id, &b) {
+    let verdict = plausibility::check(reference, id, b);
+    benchmark_fields(status, verdict, id, b, previous, now);
+}
+
+/// Writes a benchmark and its verdict into `status`: the HardwarePlausible condition,
+/// and the benchmark itself, stamped with the time and the claimed driver. The last
+/// plausible benchmark stays the reference, so one bad run cannot replace it.
+pub(super) fn benchmark_fields(
+    status: &mut serde_json::Value,
+    verdict: Verdict,
+    id: &Identification,
+    b: &Benchmark,
+    previous: Option<&DeviceStatus>,
+    now: Timestamp,
+) {
+    let mut b = b.clone();
+    b.measured_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+    b.driver_version = id
+        .gpus
+        .first()
+        .map(|g| g.driver_version.clone())
+        .filter(|d| !d.is_empty());
+    let kept = previous.and_then(|p| p.benchmark.as_ref());
+    let (cond_status, reason, message) = match verdict {
         Verdict::Plausible => (
             "True",
             "Plausible",
@@ -369,12 +390,15 @@ fn plausibility_fields(
         ),
         Verdict::Implausible { reason, message } => ("False", reason, message),
     };
-    // Keep the last plausible fingerprint as the reference, so one bad run cannot
-    // replace it.
-    if cond_status == "True" || reference.is_none() {
-        status["benchmark"] = json!(b);
-    } else if let Some((_, kept)) = reference {
-        status["benchmark"] = json!(kept);
+    match kept {
+        // The driver is the one of the last run, kept or not: a driver change is
+        // measured once, not again on every pass while the claim stays contradicted.
+        Some(old) if cond_status == "False" => {
+            let mut old = old.clone();
+            old.driver_version = b.driver_version.clone();
+            status["benchmark"] = json!(old);
+        }
+        _ => status["benchmark"] = json!(b),
     }
     let old = previous.and_then(|p| {
         p.conditions
@@ -393,7 +417,7 @@ fn plausibility_fields(
     }]);
 }
 
-async fn apply_status(
+pub(super) async fn apply_status(
     state: &GatewayState,
     device: &str,
     manager: &str,

@@ -2,6 +2,7 @@
 //! transitions, online accounting and hardware plausibility. No I/O here; the
 //! controllers and the gateway call these functions and write the results.
 
+pub mod benchmark;
 pub mod identify;
 pub mod online;
 pub mod phase;

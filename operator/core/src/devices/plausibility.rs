@@ -1,6 +1,9 @@
-//! Hardware plausibility: a device must not claim hardware it lacks. Two checks, both
-//! pure: a benchmark far below what the claimed GPU model reaches, and a fingerprint
-//! that changed between runs while the claimed hardware did not.
+//! Hardware plausibility: a device must not claim hardware it lacks, nor a speed no
+//! hardware has. The checks, all pure: a benchmark far below what the claimed GPU model
+//! reaches, or above the fastest peak any known device reaches; a GPU that the
+//! benchmark run saw as another model than the claim; and a fingerprint that changed
+//! between runs while the claimed hardware did not. Agents and Node benchmark Pods are
+//! held to the same rules.
 
 use crate::api::device::{Benchmark, Identification};
 
@@ -62,6 +65,11 @@ fn same_hardware(a: &Identification, b: &Identification) -> bool {
     a.cpu_cores == b.cpu_cores && a.architecture == b.architecture && gpus(a) == gpus(b)
 }
 
+/// A measured score above this share (per mille) of the claimed model's peak, or of
+/// [`FASTEST_PEAK`] when the model is unknown or there is no GPU, is implausible: the
+/// peaks are dense int8 figures no real run exceeds; the margin absorbs rounding.
+pub const MAX_SHARE_OF_PEAK_PERMILLE: u64 = 1100;
+
 /// Checks a new benchmark against the claimed identification and, when there is one,
 /// the previous report (identification and benchmark).
 pub fn check(
@@ -69,19 +77,32 @@ pub fn check(
     identification: &Identification,
     new: &Benchmark,
 ) -> Verdict {
-    if let Some(gpu) = identification.gpus.first()
-        && let Some(peak) = peak_of(&gpu.model)
-    {
+    let claimed = identification
+        .gpus
+        .first()
+        .and_then(|g| Some((g.model.as_str(), peak_of(&g.model)?)));
+    if let Some((model, peak)) = claimed {
         let floor = peak * MIN_SHARE_OF_PEAK_PERMILLE / 1000;
         if new.score < floor {
             return Verdict::Implausible {
                 reason: "BenchmarkTooLow",
                 message: format!(
-                    "benchmark score {} is far below what {} reaches (at least {floor})",
-                    new.score, gpu.model
+                    "benchmark measured {} GOP/s; the claimed {model} peaks at {peak} GOP/s, so at least {floor} is expected",
+                    new.score
                 ),
             };
         }
+    }
+    let (what, peak) = claimed.map_or(("any known device", FASTEST_PEAK), |(m, p)| (m, p));
+    let ceiling = peak * MAX_SHARE_OF_PEAK_PERMILLE / 1000;
+    if new.score > ceiling {
+        return Verdict::Implausible {
+            reason: "BenchmarkTooHigh",
+            message: format!(
+                "benchmark measured {} GOP/s; {what} peaks at {peak} GOP/s, so at most {ceiling} is possible",
+                new.score
+            ),
+        };
     }
     if let Some((old_id, old)) = previous
         && same_hardware(old_id, identification)
@@ -97,6 +118,26 @@ pub fn check(
         };
     }
     Verdict::Plausible
+}
+
+/// Checks what a benchmark run saw against the claim: the GPU its run opened must be of
+/// the claimed model's class (same known peak), and a claimed GPU must be seen at all.
+/// `seen` is the run's own detection; a run that saw no GPU leaves the score check to
+/// say so (a CPU-sized score), so only known models are compared here.
+pub fn check_seen(claimed: &Identification, seen: &[crate::api::device::GpuInfo]) -> Verdict {
+    let (Some(c), Some(s)) = (claimed.gpus.first(), seen.first()) else {
+        return Verdict::Plausible;
+    };
+    match (peak_of(&c.model), peak_of(&s.model)) {
+        (Some(a), Some(b)) if a != b => Verdict::Implausible {
+            reason: "ModelMismatch",
+            message: format!(
+                "the claimed {} (peak {a} GOP/s) ran as {} (peak {b} GOP/s)",
+                c.model, s.model
+            ),
+        },
+        _ => Verdict::Plausible,
+    }
 }
 
 #[cfg(test)]
@@ -164,6 +205,80 @@ mod tests {
         );
         assert_eq!(
             check(None, &id(Some("Some-Future-GPU")), &bench(1, "v1:1")),
+            Verdict::Plausible
+        );
+    }
+
+    #[test]
+    fn a_score_beyond_every_peak_is_implausible_and_names_both_figures() {
+        let v = check(None, &id(Some("NVIDIA-L4")), &bench(900_000, "v1:1"));
+        let Verdict::Implausible { reason, message } = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(reason, "BenchmarkTooHigh");
+        assert!(
+            message.contains("900000") && message.contains("242000"),
+            "{message}"
+        );
+        // A CPU claiming more than the fastest GPU.
+        let cpu = check(None, &id(None), &bench(FASTEST_PEAK * 2, "v1:1"));
+        assert!(matches!(
+            cpu,
+            Verdict::Implausible {
+                reason: "BenchmarkTooHigh",
+                ..
+            }
+        ));
+        assert_eq!(
+            check(None, &id(None), &bench(FASTEST_PEAK, "v1:1")),
+            Verdict::Plausible
+        );
+    }
+
+    #[test]
+    fn a_low_score_names_the_measured_and_the_expected_figure() {
+        let Verdict::Implausible { message, .. } =
+            check(None, &id(Some("NVIDIA-H100-80GB-HBM3")), &bench(35, "v1:1"))
+        else {
+            panic!()
+        };
+        assert!(message.contains("measured 35 GOP/s"), "{message}");
+        assert!(
+            message.contains("1979000") && message.contains("197900"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_gpu_seen_as_another_model_is_implausible() {
+        let l4 = |m: &str| GpuInfo {
+            model: m.into(),
+            ..Default::default()
+        };
+        let claimed = id(Some("NVIDIA-H100-80GB-HBM3"));
+        let v = check_seen(&claimed, &[l4("NVIDIA L4")]);
+        assert!(
+            matches!(
+                v,
+                Verdict::Implausible {
+                    reason: "ModelMismatch",
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        // The same model under CUDA's spelling, no GPU seen, or an unknown model.
+        assert_eq!(
+            check_seen(&claimed, &[l4("NVIDIA H100 80GB HBM3")]),
+            Verdict::Plausible
+        );
+        assert_eq!(check_seen(&claimed, &[]), Verdict::Plausible);
+        assert_eq!(
+            check_seen(&claimed, &[l4("Future GPU")]),
+            Verdict::Plausible
+        );
+        assert_eq!(
+            check_seen(&id(None), &[l4("NVIDIA L4")]),
             Verdict::Plausible
         );
     }

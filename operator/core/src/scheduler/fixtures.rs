@@ -61,6 +61,7 @@ impl DeviceBuilder {
                 memory_bandwidth_mbps: 0,
                 fingerprint: String::new(),
                 measured_at: None,
+                driver_version: None,
             }),
             online_ratio_permille: 1000,
             online_seconds: 30 * 86_400,

@@ -45,6 +45,67 @@ pub fn worker_pod(
     gpus: u32,
     t: &PodTemplate,
 ) -> Result<Pod, serde_json::Error> {
+    let metadata = json!({
+        "name": name,
+        "namespace": t.namespace,
+        "labels": {
+            "app.kubernetes.io/name": "zop-worker",
+            labels::MANAGED_BY: labels::MANAGER,
+            labels::TASK: super::record::label_value(&a.task),
+            labels::TASK_UID: a.task_uid,
+            labels::TASK_NAMESPACE: a.task_namespace,
+            labels::DEVICE: super::record::label_value(&a.device),
+        },
+        "annotations": {
+            super::record::POD_ANNOTATION: serde_json::to_string(a)?,
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": METRICS_PORT.to_string(),
+        },
+    });
+    let args = vec!["pod".to_string(), "--assignment".into(), name.into()];
+    restricted_pod(metadata, node, gpus, args, t)
+}
+
+/// The name of benchmark Pods (`app.kubernetes.io/name`), apart from worker Pods so
+/// that no task controller or scheduler index ever reads one as work.
+pub const BENCHMARK_APP: &str = "zop-benchmark";
+/// The annotation naming the Device a benchmark Pod measures; only the operator writes
+/// Pods in its namespace, so the gateway trusts it.
+pub const BENCHMARK_OF: &str = "zoptoken.io/benchmark-of";
+
+/// The benchmark Pod of `device` on `node`: `zop-worker benchmark`, which probes,
+/// measures and reports through the gateway with its Pod-bound token. It requests one
+/// GPU when the node has any, so it measures a GPU the scheduler handed it.
+pub fn benchmark_pod(
+    name: &str,
+    device: &str,
+    node: &str,
+    gpus: u32,
+    t: &PodTemplate,
+) -> Result<Pod, serde_json::Error> {
+    let metadata = json!({
+        "name": name,
+        "namespace": t.namespace,
+        "labels": {
+            "app.kubernetes.io/name": BENCHMARK_APP,
+            labels::MANAGED_BY: labels::MANAGER,
+            labels::DEVICE: super::record::label_value(device),
+        },
+        "annotations": { BENCHMARK_OF: device },
+    });
+    restricted_pod(metadata, node, gpus.min(1), vec!["benchmark".into()], t)
+}
+
+/// What every Pod the operator runs on a node shares: bound by `nodeName`, restricted,
+/// no API credentials, the gateway's token and CA projected; `args` lead the worker's
+/// command line, the gateway options follow.
+fn restricted_pod(
+    metadata: serde_json::Value,
+    node: &str,
+    gpus: u32,
+    mut args: Vec<String>,
+    t: &PodTemplate,
+) -> Result<Pod, serde_json::Error> {
     let resources = if gpus > 0 {
         json!({
             "requests": { "cpu": "500m", "memory": "512Mi", labels::gfd::RESOURCE: gpus.to_string() },
@@ -56,26 +117,18 @@ pub fn worker_pod(
             "limits": { "cpu": "2", "memory": "1Gi" },
         })
     };
+    args.extend([
+        "--gateway".to_string(),
+        t.gateway_url.clone(),
+        "--token-file".into(),
+        format!("{SECRETS_DIR}/token"),
+        "--ca-cert".into(),
+        format!("{SECRETS_DIR}/{CA_KEY}"),
+    ]);
     serde_json::from_value(json!({
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": t.namespace,
-            "labels": {
-                "app.kubernetes.io/name": "zop-worker",
-                labels::MANAGED_BY: labels::MANAGER,
-                labels::TASK: super::record::label_value(&a.task),
-                labels::TASK_UID: a.task_uid,
-                labels::TASK_NAMESPACE: a.task_namespace,
-                labels::DEVICE: super::record::label_value(&a.device),
-            },
-            "annotations": {
-                super::record::POD_ANNOTATION: serde_json::to_string(a)?,
-                "prometheus.io/scrape": "true",
-                "prometheus.io/port": METRICS_PORT.to_string(),
-            },
-        },
+        "metadata": metadata,
         "spec": {
             "nodeName": node,
             "restartPolicy": "Never",
@@ -94,13 +147,7 @@ pub fn worker_pod(
                 "name": "worker",
                 "image": t.image,
                 "command": ["zop-worker"],
-                "args": [
-                    "pod",
-                    "--gateway", t.gateway_url,
-                    "--assignment", name,
-                    "--token-file", format!("{SECRETS_DIR}/token"),
-                    "--ca-cert", format!("{SECRETS_DIR}/{CA_KEY}"),
-                ],
+                "args": args,
                 "env": [
                     { "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
                     { "name": "NODE_NAME", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } },
@@ -197,5 +244,46 @@ mod tests {
             .unwrap();
         assert_eq!(sat.audience.as_deref(), Some("zoptoken-gateway"));
         assert_eq!(crate::tasks::record::from_pod(&pod_again), Some(a));
+    }
+
+    #[test]
+    fn benchmark_pods_are_not_worker_pods_and_name_their_device() {
+        let t = PodTemplate {
+            namespace: "zoptoken-system".into(),
+            image: "zoptoken/zop-worker:test".into(),
+            gateway_url: "https://gw:8443".into(),
+            audience: "zoptoken-gateway".into(),
+            token_seconds: 600,
+        };
+        let pod = benchmark_pod("zop-bench-n1", "n1", "n1", 8, &t).unwrap();
+        let meta = &pod.metadata;
+        assert_eq!(
+            meta.labels.as_ref().unwrap()["app.kubernetes.io/name"],
+            BENCHMARK_APP
+        );
+        assert_eq!(meta.annotations.as_ref().unwrap()[BENCHMARK_OF], "n1");
+        assert_eq!(crate::tasks::record::from_pod(&pod), None);
+        let spec = pod.spec.unwrap();
+        let c = &spec.containers[0];
+        // One GPU, whatever the node has: the benchmark measures one.
+        assert_eq!(
+            c.resources.clone().unwrap().limits.unwrap()["nvidia.com/gpu"].0,
+            "1"
+        );
+        let args = c.args.clone().unwrap();
+        assert_eq!(args[0], "benchmark");
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--gateway", "https://gw:8443"])
+        );
+        assert_eq!(spec.service_account_name.as_deref(), Some(SERVICE_ACCOUNT));
+        let cpu = benchmark_pod("zop-bench-c", "c", "c", 0, &t).unwrap();
+        let limits = cpu.spec.unwrap().containers[0]
+            .resources
+            .clone()
+            .unwrap()
+            .limits
+            .unwrap();
+        assert!(!limits.contains_key("nvidia.com/gpu"));
     }
 }
