@@ -124,9 +124,9 @@ worker_env=()
 if ls "${cuda_libs[@]}" >/dev/null 2>&1; then
   mkdir -p "$work/zop-worker/cuda$cuda_dir"
   cp -L "${cuda_libs[@]}" "$work/zop-worker/cuda$cuda_dir/"
-  # The worker looks in ZOP_CUDA_LIBRARY_PATH first and links what it finds there under
-  # cudarc's names in /tmp; in the operator's worker Pods the root, /tmp included, is
-  # read-only, so there cudarc finds them through LD_LIBRARY_PATH instead.
+  # The worker looks in ZOP_CUDA_LIBRARY_PATH first; with that directory on
+  # LD_LIBRARY_PATH too, cudarc finds them under its own names and the worker needs no
+  # links in /tmp, which is read-only in the operator's worker Pods.
   worker_env=(--config.env "ZOP_CUDA_LIBRARY_PATH=$cuda_dir" --config.env "LD_LIBRARY_PATH=$cuda_dir")
 else
   echo "images: warning: cuBLAS or NVRTC is missing from the tools' cache (e2e/scripts/tools.sh build fetches them); the worker image carries no CUDA libraries" >&2

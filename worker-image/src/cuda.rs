@@ -39,7 +39,11 @@ pub fn relink() {
         return;
     }
     let found = found();
-    if found.iter().all(libraries::cudarc_finds) {
+    let current = std::env::var("LD_LIBRARY_PATH").ok();
+    if found
+        .iter()
+        .all(|f| libraries::cudarc_finds(f) || libraries::on_search_path(f, current.as_deref()))
+    {
         return;
     }
     // One directory per set of libraries, reused by every restart.
@@ -50,7 +54,6 @@ pub fn relink() {
         .join("|");
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes()));
     let dir = std::env::temp_dir().join(format!("zop-cuda-{}", &digest[..16]));
-    let current = std::env::var("LD_LIBRARY_PATH").ok();
     let path = match libraries::link(found, &dir, current.as_deref()) {
         Ok(p) => p,
         Err(e) => {

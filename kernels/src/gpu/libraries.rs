@@ -113,6 +113,27 @@ pub fn cudarc_finds(found: &Found) -> bool {
         && cudarc::get_lib_name_candidates(found.library.stem()).contains(&found.name)
 }
 
+/// Whether cudarc, searching by itself, reaches `found` through `ld_library_path`: its
+/// file name is on cudarc's list and its directory is on the path (an image that sets
+/// both needs no links, and may have a read-only root where none could be made).
+pub fn on_search_path(found: &Found, ld_library_path: Option<&str>) -> bool {
+    // The candidate as asked for: the mapped file may be the versioned target of a link.
+    let asked = if found.name.contains('/') {
+        Path::new(&found.name)
+    } else {
+        found.path.as_path()
+    };
+    let (Some(dir), Some(name)) = (asked.parent(), asked.file_name()) else {
+        return false;
+    };
+    let name = name.to_string_lossy();
+    cudarc::get_lib_name_candidates(found.library.stem()).contains(&name.to_string())
+        && ld_library_path
+            .unwrap_or_default()
+            .split(':')
+            .any(|d| !d.is_empty() && Path::new(d) == dir)
+}
+
 /// Makes `dir` hold `lib<stem>.so` pointing at each library in `found`, and returns the
 /// `LD_LIBRARY_PATH` to run with: `dir`, the libraries' own directories (for the
 /// libraries they load in turn), then `current`.
@@ -169,6 +190,23 @@ mod tests {
         assert!(!cudarc_finds(&found("/opt/cuda/libnvrtc.so.12")));
         assert!(cudarc_finds(&found("libnvrtc.so.12")));
         assert!(cudarc_finds(&found("libnvrtc.so")));
+    }
+
+    #[test]
+    fn a_library_on_the_search_path_under_cudarcs_name_needs_no_link() {
+        let found = |name: &str| Found {
+            library: Library::Cublas,
+            name: name.into(),
+            path: PathBuf::from(name),
+        };
+        let image = found("/usr/local/lib/zop-cuda/libcublas.so.12");
+        assert!(on_search_path(&image, Some("/usr/local/lib/zop-cuda")));
+        assert!(on_search_path(&image, Some("/a:/usr/local/lib/zop-cuda/")));
+        assert!(!on_search_path(&image, Some("/usr/lib")));
+        assert!(!on_search_path(&image, None));
+        // CUDA 13's name is not cudarc's, wherever it lies.
+        let cuda13 = found("/usr/local/lib/zop-cuda/libcublas.so.13");
+        assert!(!on_search_path(&cuda13, Some("/usr/local/lib/zop-cuda")));
     }
 
     #[test]
