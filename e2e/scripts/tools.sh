@@ -23,11 +23,18 @@ CUBLAS_VERSION=12.9.1.4
 # Debian bookworm's umoci writes the container images (e2e/scripts/images.sh).
 UMOCI_VERSION=0.4.7
 
+# controller-gen generates the monitoring.coreos.com CRDs from prometheus-operator's API
+# types, so that the chart's ServiceMonitor and PrometheusRule are dry-run for real.
+CONTROLLER_TOOLS_VERSION=v0.23.0
+MONITORING_VERSION=v0.95.2
+
 k8s_dir=$cache/kubernetes-$K8S_VERSION
 etcd_dir=$cache/etcd-$ETCD_VERSION
 kwok_dir=$cache/kwok-$KWOK_VERSION
 helm_dir=$cache/helm-$HELM_VERSION
 prom_dir=$cache/prometheus-debian
+cgen_dir=$cache/controller-gen-$CONTROLLER_TOOLS_VERSION
+mon_dir=$cache/monitoring-crds-$MONITORING_VERSION
 nvrtc_dir=$cache/nvrtc-$NVRTC_VERSION
 cublas_dir=$cache/cublas-$CUBLAS_VERSION
 umoci_dir=$cache/umoci-$UMOCI_VERSION
@@ -81,6 +88,20 @@ build_kwok() {
 build_helm() {
   [ -x "$helm_dir/helm" ] && return
   go_build helm "$helm_dir" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+}
+
+# The ServiceMonitor and PrometheusRule CRDs, generated as prometheus-operator does.
+build_monitoring_crds() {
+  [ -s "$mon_dir/monitoring.coreos.com_servicemonitors.yaml" ] && return
+  go_build monitoring "$cgen_dir" "" sigs.k8s.io/controller-tools/cmd/controller-gen
+  local tmp=$mon_dir.partial
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  (cd "$here/tools/monitoring" && GOTOOLCHAIN=local GOFLAGS=-mod=mod "$cgen_dir/controller-gen" \
+    crd:allowDangerousTypes=true \
+    paths=github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1 \
+    output:crd:dir="$tmp/all") || die "generating the monitoring.coreos.com CRDs failed"
+  cp "$tmp"/all/monitoring.coreos.com_{servicemonitors,prometheusrules}.yaml "$tmp/"
+  rm -rf "$tmp/all" "$mon_dir" && mv "$tmp" "$mon_dir"
 }
 
 # Debian's prometheus package, unpacked (never installed as a service): the server and
@@ -171,6 +192,7 @@ export ZOP_KWOKCTL=$kwok_dir/kwokctl
 export ZOP_HELM=$helm_dir/helm
 export ZOP_PROMETHEUS=$prom_dir/prometheus
 export ZOP_PROMTOOL=$prom_dir/promtool
+export ZOP_MONITORING_CRDS=$mon_dir
 export ZOP_UMOCI=$umoci_dir/umoci
 export ZOP_NVRTC_DIR=$nvrtc_dir
 export ZOP_CUBLAS_DIR=$cublas_dir
@@ -181,7 +203,7 @@ ENV
 case ${1:-build} in
   build)
     mkdir -p "$cache"
-    build_etcd; build_kwok; build_helm; build_prometheus; build_umoci; build_nvrtc; build_cublas
+    build_etcd; build_kwok; build_helm; build_prometheus; build_umoci; build_nvrtc; build_cublas; build_monitoring_crds
     build_kubernetes
     ;;
   env) cmd_env ;;

@@ -395,7 +395,10 @@ fn check_nothing_linked(worker: &Image) {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("zop-cuda-"))
         .collect();
-    assert!(linked.is_empty(), "the worker linked its libraries: {linked:?}");
+    assert!(
+        linked.is_empty(),
+        "the worker linked its libraries: {linked:?}"
+    );
 }
 
 #[test]
