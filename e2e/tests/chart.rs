@@ -25,6 +25,8 @@ use zop_operator::api::{ComputeTask, Settlement, TaskPhase};
 mod plugin;
 
 const TEST: &str = "chart";
+/// The provider whose Nodes the chart's operator benchmarks.
+const BENCHED: &str = "dc-chart-cpu";
 const RELEASE: &str = "zoptoken";
 
 fn chart_dir() -> PathBuf {
@@ -199,7 +201,7 @@ async fn the_chart_installs_and_runs_with_least_privilege() {
     let (gateway_port, metrics_port) = (free_port(), free_port());
     let worker_url = format!("https://127.0.0.1:{gateway_port}");
     let set = format!(
-        "replicas=2,settlement.epochSeconds={EPOCH_SECONDS},settlement.graceSeconds={GRACE_SECONDS},gateway.port={gateway_port},metrics.port={metrics_port},gateway.workerURL={worker_url},nodeBenchmarks.enabled=false"
+        "replicas=2,settlement.epochSeconds={EPOCH_SECONDS},settlement.graceSeconds={GRACE_SECONDS},gateway.port={gateway_port},metrics.port={metrics_port},gateway.workerURL={worker_url},nodeBenchmarks.retrySeconds=5,nodeBenchmarks.providers={{{BENCHED}}}"
     );
     let (ok, out) = run(
         &helm,
@@ -263,13 +265,24 @@ async fn the_chart_installs_and_runs_with_least_privilege() {
         ("zoptoken.io/provider".to_string(), "dc-chart".to_string()),
     ]);
     let mix: Mix = "h100=1".parse().unwrap();
-    let nodes = create_extra_nodes(&client, "chart", &mix, 4, &labels)
+    let mut nodes = create_extra_nodes(&client, "chart", &mix, 4, &labels)
         .await
         .expect("creating labelled GPU nodes");
+    // One CPU Node of the only provider the chart's operator benchmarks: a simulated GPU
+    // Node can only measure its host's CPU, and would be quarantined for its labels.
+    let benched_labels = BTreeMap::from([
+        ("zoptoken.io/onboard".to_string(), "true".to_string()),
+        ("zoptoken.io/provider".to_string(), BENCHED.to_string()),
+    ]);
+    let cpu: Mix = "cpu=1".parse().unwrap();
+    let cpu_node = create_extra_nodes(&client, "chart-bench", &cpu, 1, &benched_labels)
+        .await
+        .expect("creating the CPU node");
+    nodes.extend(cpu_node.clone());
     let runner = PodRunner::start(
         client.clone(),
         RunnerOptions {
-            selector: "app.kubernetes.io/name in (zoptoken,zop-worker)".into(),
+            selector: "app.kubernetes.io/name in (zoptoken,zop-worker,zop-benchmark)".into(),
             namespace: Some(ns.clone()),
             override_env: BTreeMap::new(),
             pod_address_env: vec!["ZOP_METRICS_BIND".into()],
@@ -331,6 +344,30 @@ async fn the_chart_installs_and_runs_with_least_privilege() {
         assert_eq!(*ready, expected, "{name} (leader {holder})");
     }
     eprintln!("FIGURE chart: leader {holder}: /readyz {ready:?}");
+
+    // The chart's operator benchmarks the CPU Node with its own RBAC: a benchmark Pod in
+    // its namespace, reporting through its gateway with the Pod's bound token.
+    let benched = cpu_node.keys().next().unwrap().clone();
+    let devices: Api<zop_operator::api::Device> = Api::all(client.clone());
+    let measured = wait_for(
+        "the chart's operator benchmarking the CPU node",
+        Duration::from_secs(90),
+        Duration::from_millis(300),
+        || async {
+            let d = devices.get_opt(&benched).await.ok()??;
+            let s = d.status?;
+            let plausible = s
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "HardwarePlausible" && c.status == "True");
+            s.benchmark.filter(|b| plausible && b.measured_at.is_some())
+        },
+    )
+    .await;
+    eprintln!(
+        "FIGURE chart: the chart's operator benchmarked node {benched}: {} GOP/s, plausible",
+        measured.score
+    );
 
     // A task runs through the chart's operator: worker Pods in its namespace, results
     // through its gateway, the epoch settled and the ledger verifying.

@@ -84,10 +84,10 @@ pub async fn run(
     let recorder = recorder(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), &config.pod.namespace);
     let mut attempts = HashMap::new();
+    // No `wait_until_ready` on the shared store: its readiness wakes only the last task
+    // that polled it, which must stay the gateway's. A pass over a store still filling
+    // starts nothing it would not start later.
     let passes = async {
-        if devices.wait_until_ready().await.is_err() {
-            return;
-        }
         let mut access = false;
         loop {
             if !access {
