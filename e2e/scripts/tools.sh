@@ -104,53 +104,59 @@ build_monitoring_crds() {
   rm -rf "$tmp/all" "$mon_dir" && mv "$tmp" "$mon_dir"
 }
 
-# Debian's prometheus package, unpacked (never installed as a service): the server and
-# promtool, which checks the chart's alerting rules.
+# unpack_deb PACKAGE DIR: Debian's PACKAGE downloaded (never installed) and unpacked into
+# DIR/root.
+unpack_deb() {
+  command -v apt-get >/dev/null || die "apt-get is missing: $1 comes from Debian's '$1' package"
+  echo "tools: fetching Debian's $1 package" >&2
+  (cd "$2" && apt-get download "$1" >/dev/null 2>&1) \
+    || { apt-get update -qq >/dev/null && (cd "$2" && apt-get download "$1" >/dev/null); } \
+    || die "apt-get download $1 failed: run 'apt-get update' and check the Debian mirror"
+  dpkg-deb -x "$2/$1"_*.deb "$2/root"
+}
+
+# Debian's prometheus: the server and promtool, which checks the chart's alerting rules.
 build_prometheus() {
   [ -x "$prom_dir/prometheus" ] && [ -x "$prom_dir/promtool" ] && return
-  command -v apt-get >/dev/null || die "apt-get is missing: Prometheus comes from Debian's 'prometheus' package"
   local tmp; tmp=$(mktemp -d)
-  echo "tools: fetching Debian's prometheus package" >&2
-  (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1) \
-    || { apt-get update -qq >/dev/null && (cd "$tmp" && apt-get download prometheus >/dev/null); } \
-    || die "apt-get download prometheus failed: run 'apt-get update' and check the Debian mirror"
-  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/root"
+  unpack_deb prometheus "$tmp"
   mkdir -p "$prom_dir.partial"
   cp "$tmp/root/usr/bin/prometheus" "$tmp/root/usr/bin/promtool" "$prom_dir.partial/"
   rm -rf "$prom_dir" "$tmp" && mv "$prom_dir.partial" "$prom_dir"
 }
 
-# NVIDIA's nvidia-cuda-nvrtc-cu12 wheel from PyPI, unzipped; only the two
-# libraries NVRTC needs are kept. Optional: without it the kernels' NVRTC
-# compile check reports that it was skipped, so a failure here only warns.
-build_nvrtc() {
-  [ -e "$nvrtc_dir/libnvrtc.so.12" ] && return
-  local tmp; tmp=$(mktemp -d)
-  echo "tools: fetching NVRTC $NVRTC_VERSION (nvidia-cuda-nvrtc-cu12 wheel)" >&2
-  if ! python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" \
-      "nvidia-cuda-nvrtc-cu12==$NVRTC_VERSION" \
-    || ! python3 -m zipfile -e "$tmp"/nvidia_cuda_nvrtc_cu12-*.whl "$tmp/whl"; then
-    echo "tools: warning: could not fetch NVRTC $NVRTC_VERSION with pip; the CUDA compile check will be skipped" >&2
+# fetch_wheel PACKAGE VERSION DIR FILE...: NVIDIA's wheel of PACKAGE from PyPI, unzipped,
+# keeping only FILEs (globs, relative to the wheel's root) in DIR. Optional: a failure only
+# warns, and what needs the files says it skipped.
+fetch_wheel() {
+  local package=$1 version=$2 dir=$3; shift 3
+  local tmp f; tmp=$(mktemp -d)
+  echo "tools: fetching $package $version from PyPI" >&2
+  if ! python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "$package==$version" \
+    || ! python3 -m zipfile -e "$tmp"/*.whl "$tmp/whl"; then
+    echo "tools: warning: could not fetch $package $version with pip; what needs it will say it skipped" >&2
     rm -rf "$tmp"
     return 0
   fi
-  mkdir -p "$nvrtc_dir.partial"
-  cp "$tmp/whl/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" \
-     "$tmp"/whl/nvidia/cuda_nvrtc/lib/libnvrtc-builtins.so.* "$nvrtc_dir.partial/"
-  rm -rf "$nvrtc_dir" "$tmp" && mv "$nvrtc_dir.partial" "$nvrtc_dir"
+  mkdir -p "$dir.partial"
+  for f in "$@"; do cp "$tmp"/whl/$f "$dir.partial/"; done
+  rm -rf "$dir" "$tmp" && mv "$dir.partial" "$dir"
+}
+
+# NVRTC compiles the kernels in their tests (skipped without it) and goes into the worker
+# image.
+build_nvrtc() {
+  [ -e "$nvrtc_dir/libnvrtc.so.12" ] && return
+  fetch_wheel nvidia-cuda-nvrtc-cu12 "$NVRTC_VERSION" "$nvrtc_dir" \
+    nvidia/cuda_nvrtc/lib/libnvrtc.so.12 'nvidia/cuda_nvrtc/lib/libnvrtc-builtins.so.*'
 }
 
 # Debian's umoci package, unpacked. It links only against glibc (>= 2.34), so it runs
 # wherever `--version` does; that is checked here rather than at first use.
 build_umoci() {
   [ -x "$umoci_dir/umoci" ] && return
-  command -v apt-get >/dev/null || die "apt-get is missing: umoci comes from Debian's 'umoci' package"
   local tmp; tmp=$(mktemp -d)
-  echo "tools: fetching Debian's umoci package" >&2
-  (cd "$tmp" && apt-get download umoci >/dev/null 2>&1) \
-    || { apt-get update -qq >/dev/null && (cd "$tmp" && apt-get download umoci >/dev/null); } \
-    || die "apt-get download umoci failed: run 'apt-get update' and check the Debian mirror"
-  dpkg-deb -x "$tmp"/umoci_*.deb "$tmp/root"
+  unpack_deb umoci "$tmp"
   local v; v=$("$tmp/root/usr/bin/umoci" --version 2>&1) \
     || die "Debian's umoci does not run here ($v); ldd says: $(ldd "$tmp/root/usr/bin/umoci" 2>&1 | tr '\n' ' ')"
   [[ $v == *" $UMOCI_VERSION"* ]] || die "Debian ships '$v', not umoci $UMOCI_VERSION: update UMOCI_VERSION"
@@ -159,24 +165,12 @@ build_umoci() {
   rm -rf "$umoci_dir" "$tmp" && mv "$umoci_dir.partial" "$umoci_dir"
 }
 
-# NVIDIA's nvidia-cublas-cu12 wheel, for the worker image: only libcublas and the
-# libcublasLt it loads are kept. Optional like NVRTC: without it the worker image
-# carries no CUDA libraries, and e2e/scripts/images.sh says so.
+# cuBLAS for the worker image: libcublas and the libcublasLt it loads. Without it the
+# worker image carries no CUDA libraries, and e2e/scripts/images.sh says so.
 build_cublas() {
   [ -e "$cublas_dir/libcublas.so.12" ] && [ -e "$cublas_dir/libcublasLt.so.12" ] && return
-  local tmp; tmp=$(mktemp -d)
-  echo "tools: fetching cuBLAS $CUBLAS_VERSION (nvidia-cublas-cu12 wheel, ~580 MB)" >&2
-  if ! python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" \
-      "nvidia-cublas-cu12==$CUBLAS_VERSION" \
-    || ! python3 -m zipfile -e "$tmp"/nvidia_cublas_cu12-*.whl "$tmp/whl"; then
-    echo "tools: warning: could not fetch cuBLAS $CUBLAS_VERSION with pip; the worker image will carry no CUDA libraries" >&2
-    rm -rf "$tmp"
-    return 0
-  fi
-  mkdir -p "$cublas_dir.partial"
-  cp "$tmp/whl/nvidia/cublas/lib/libcublas.so.12" "$tmp/whl/nvidia/cublas/lib/libcublasLt.so.12" \
-     "$cublas_dir.partial/"
-  rm -rf "$cublas_dir" "$tmp" && mv "$cublas_dir.partial" "$cublas_dir"
+  fetch_wheel nvidia-cublas-cu12 "$CUBLAS_VERSION" "$cublas_dir" \
+    nvidia/cublas/lib/libcublas.so.12 nvidia/cublas/lib/libcublasLt.so.12
 }
 
 cmd_env() {

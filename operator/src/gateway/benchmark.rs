@@ -24,11 +24,7 @@ use std::sync::Arc;
 type Result<T> = std::result::Result<T, ApiError>;
 
 fn forbidden(message: impl Into<String>) -> ApiError {
-    ApiError {
-        status: 403,
-        reason: "Forbidden",
-        message: message.into(),
-    }
+    ApiError::forbidden("Forbidden", message)
 }
 
 /// The Device and Node a benchmark Pod measures, or why the Pod may not report: it must

@@ -26,11 +26,10 @@ pub(super) fn in_good_standing(state: &GatewayState, device: &str) -> Result<()>
     match phase {
         Some(p @ (DevicePhase::Quarantined | DevicePhase::Retired)) => {
             state.verifier.refused("DeviceOutOfWork");
-            Err(ApiError {
-                status: 403,
-                reason: "DeviceOutOfWork",
-                message: format!("device {device} is {p:?} and takes no work"),
-            })
+            Err(ApiError::forbidden(
+                "DeviceOutOfWork",
+                format!("device {device} is {p:?} and takes no work"),
+            ))
         }
         _ => Ok(()),
     }

@@ -61,11 +61,10 @@ pub fn decode(bytes: &[u8], provider: &str) -> Result<AccountOperation> {
     match req.kind {
         OperationKind::Withdraw | OperationKind::Bond | OperationKind::Unbond => {}
         OperationKind::Release | OperationKind::Forfeit => {
-            return Err(ApiError {
-                status: 403,
-                reason: "AdminOnly",
-                message: "kind: releasing or forfeiting held rewards is an admin's decision (kubectl zop ledger)".into(),
-            });
+            return Err(ApiError::forbidden(
+                "AdminOnly",
+                "kind: releasing or forfeiting held rewards is an admin's decision (kubectl zop ledger)",
+            ));
         }
     }
     if req.amount.0 == 0 {

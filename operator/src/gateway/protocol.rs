@@ -129,6 +129,15 @@ impl ApiError {
         }
     }
 
+    /// 403 with a reason: the caller is known and may not do this.
+    pub fn forbidden(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: 403,
+            reason,
+            message: message.into(),
+        }
+    }
+
     /// 500 Internal, without leaking details.
     pub fn internal() -> Self {
         Self {

@@ -259,11 +259,10 @@ pub async fn heartbeat(
     // Bad input is refused before it costs a lookup.
     let req = protocol::decode_heartbeat(&body(raw)?)?;
     let Principal::Device(device) = caller(&state, &headers, addr).await? else {
-        return Err(ApiError {
-            status: 403,
-            reason: "Forbidden",
-            message: "worker pods do not heartbeat; the operator measures cluster devices".into(),
-        });
+        return Err(ApiError::forbidden(
+            "Forbidden",
+            "worker pods do not heartbeat; the operator measures cluster devices",
+        ));
     };
     let current = state
         .devices
