@@ -129,7 +129,7 @@ async fn pass(
     let seen: Vec<BenchPod> = listed.items.iter().filter_map(bench_pod).collect();
     let state = devices.state();
     // Forget attempts of devices that are gone, so the map stays as small as the fleet.
-    attempts.retain(|d, _| state.iter().any(|x| x.name_any() == *d));
+    attempts.retain(|d, _| devices.get(&ObjectRef::new(d)).is_some());
     let plan = benchmark::plan(
         state.iter().map(|d| &**d),
         &seen,
