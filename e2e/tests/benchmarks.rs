@@ -13,7 +13,7 @@ use kube::{Api, Client, ResourceExt};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use zop_e2e::nodes::{Mix, create_extra_nodes};
-use zop_e2e::operator::Operator;
+use zop_e2e::operator::{Operator, sample};
 use zop_e2e::pod_runner::{PodRunner, RunnerOptions};
 use zop_e2e::{Env, free_port, install_crds, wait_for};
 use zop_operator::api::{Device, DevicePhase};
@@ -177,6 +177,17 @@ async fn nodes_are_measured_by_benchmark_pods_and_implausible_ones_quarantined()
         note.contains(&format!("measured {claimed_score} GOP/s")) && note.contains("1979000"),
         "the event lacks a figure: {note}"
     );
+
+    // The gateway counted both verdicts.
+    let exposition = operator.scrape().await.unwrap();
+    for reason in ["Plausible", "BenchmarkTooLow"] {
+        let n = sample(
+            &exposition,
+            "zop_gateway_node_benchmarks_total",
+            &[("reason", reason)],
+        );
+        assert!(n.is_some_and(|n| n >= 1.0), "{reason}: {n:?}");
+    }
 
     // Finished benchmark Pods are removed.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);

@@ -5,6 +5,7 @@
 //! which the device controller wrote; the Pod can only add figures.
 
 use super::auth::Principal;
+use super::metrics::VerdictLabels;
 use super::protocol::{self, ApiError, BenchmarkVerdict};
 use super::routes::{FIELD_MANAGER, apply_status, benchmark_fields, body, caller, internal};
 use super::{ClientAddr, GatewayState};
@@ -107,10 +108,10 @@ pub async fn report(
     };
     let (reason, message) = match &verdict {
         Verdict::Plausible => (
-            "Plausible".to_string(),
+            "Plausible",
             format!("measured {} GOP/s", req.benchmark.score),
         ),
-        Verdict::Implausible { reason, message } => (reason.to_string(), message.clone()),
+        Verdict::Implausible { reason, message } => (*reason, message.clone()),
     };
     let mut status = json!({});
     let now = Timestamp::now();
@@ -123,10 +124,15 @@ pub async fn report(
         now,
     );
     apply_status(&state, &device, FIELD_MANAGER, status).await?;
+    state
+        .metrics
+        .node_benchmarks
+        .get_or_create(&VerdictLabels { reason })
+        .inc();
     tracing::info!(%device, %node, score = req.benchmark.score, %reason, "node benchmark recorded");
     Ok(Json(BenchmarkVerdict {
         device,
-        reason,
+        reason: reason.to_string(),
         message,
     }))
 }

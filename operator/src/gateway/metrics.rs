@@ -15,6 +15,13 @@ pub struct RegistrationLabels {
     pub reason: &'static str,
 }
 
+/// Labels of node benchmark reports.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    /// `Plausible`, or the reason the benchmark contradicts the claimed hardware.
+    pub reason: &'static str,
+}
+
 /// Labels of request durations.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
@@ -37,6 +44,8 @@ pub struct GatewayMetrics {
     pub auth_lookups: Counter,
     /// Results whose claimed work units differed from the slicer's cost.
     pub work_claim_mismatches: Counter,
+    /// Node benchmark reports recorded, by verdict.
+    pub node_benchmarks: Family<VerdictLabels, Counter>,
 }
 
 impl GatewayMetrics {
@@ -51,7 +60,18 @@ impl GatewayMetrics {
             }),
             auth_lookups: Counter::default(),
             work_claim_mismatches: Counter::default(),
+            node_benchmarks: Family::default(),
         };
+        // Every verdict's series exists from the start: Prometheus loses a counter's
+        // first increase, and the alert on implausible Nodes reads them.
+        for reason in crate::devices::plausibility::REASONS {
+            let _ = m.node_benchmarks.get_or_create(&VerdictLabels { reason });
+        }
+        registry.register(
+            "gateway_node_benchmarks",
+            "Node benchmark reports recorded, by verdict (Plausible or why not)",
+            m.node_benchmarks.clone(),
+        );
         registry.register(
             "gateway_auth_lookups",
             "Credential lookups made on the API server (TokenReviews, token Secret reads)",

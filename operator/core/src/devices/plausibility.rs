@@ -25,6 +25,15 @@ pub enum Verdict {
     },
 }
 
+/// Every verdict's reason: `Plausible` and each [`Verdict::Implausible`] reason.
+pub const REASONS: [&str; 5] = [
+    "Plausible",
+    "BenchmarkTooLow",
+    "BenchmarkTooHigh",
+    "ModelMismatch",
+    "FingerprintChanged",
+];
+
 /// Peak dense int8 throughput of known GPU models, in normalized compute units
 /// (GOP/s), matched by a case-insensitive substring of the product name.
 const PEAKS: &[(&str, u64)] = &[
@@ -247,6 +256,30 @@ mod tests {
             message.contains("1979000") && message.contains("197900"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn every_reason_a_check_gives_is_listed() {
+        let h100 = id(Some("NVIDIA-H100-80GB-HBM3"));
+        let seen = GpuInfo {
+            model: "NVIDIA L4".into(),
+            ..Default::default()
+        };
+        let old = (id(None), bench(20, "v1:4,8,12"));
+        let verdicts = [
+            check(None, &h100, &bench(1_000_000, "v1:1")),
+            check(None, &h100, &bench(1, "v1:1")),
+            check(None, &h100, &bench(u64::MAX / 2000, "v1:1")),
+            check_seen(&h100, &[seen]),
+            check(Some((&old.0, &old.1)), &id(None), &bench(20, "v1:4,8,20")),
+        ];
+        for v in verdicts {
+            let reason = match v {
+                Verdict::Plausible => "Plausible",
+                Verdict::Implausible { reason, .. } => reason,
+            };
+            assert!(REASONS.contains(&reason), "{reason} is not in REASONS");
+        }
     }
 
     #[test]
