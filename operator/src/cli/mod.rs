@@ -28,7 +28,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Devices: model, VRAM, phase, reputation, load, stake and their provider's earnings.
+    /// Devices: model, VRAM, phase, measured score, reputation, load, stake and their provider's earnings.
     Devices,
     /// Compute tasks with their progress (`-n`, or every namespace with `-A`).
     Tasks {

@@ -24,6 +24,8 @@ pub struct DeviceRow {
     pub vram_mib: u64,
     /// Its phase.
     pub phase: String,
+    /// Its measured benchmark score (GOP/s), `None` before its first benchmark.
+    pub score: Option<u64>,
     /// Its reputation score.
     pub reputation: u32,
     /// Its load, percent.
@@ -49,6 +51,7 @@ pub fn device_rows(devices: &[Device], rewards: Option<&BTreeMap<String, u64>>) 
                 model: gpu.map(|g| g.model.clone()).unwrap_or_default(),
                 vram_mib: gpu.map_or(0, |g| g.vram_mib),
                 phase: format!("{:?}", status.phase),
+                score: status.benchmark.as_ref().map(|b| b.score),
                 reputation: status.reputation.score,
                 load: status.load,
                 stake: status.stake.0,
@@ -70,13 +73,14 @@ fn cxt(units: u64) -> String {
 /// The devices table, then how many are in each phase.
 pub fn devices_table(rows: &[DeviceRow]) -> String {
     let mut out = format!(
-        "{:<28} {:<12} {:<5} {:<24} {:>9} {:<11} {:>4} {:>5} {:>15} {:>18}\n",
+        "{:<28} {:<12} {:<5} {:<24} {:>9} {:<11} {:>9} {:>4} {:>5} {:>15} {:>18}\n",
         "NAME",
         "PROVIDER",
         "CLASS",
         "MODEL",
         "VRAM(MiB)",
         "PHASE",
+        "GOP/S",
         "REP",
         "LOAD%",
         "STAKE(CXT)",
@@ -87,13 +91,14 @@ pub fn devices_table(rows: &[DeviceRow]) -> String {
         *phases.entry(r.phase.as_str()).or_default() += 1;
         let _ = writeln!(
             out,
-            "{:<28} {:<12} {:<5} {:<24} {:>9} {:<11} {:>4} {:>5} {:>15} {:>18}",
+            "{:<28} {:<12} {:<5} {:<24} {:>9} {:<11} {:>9} {:>4} {:>5} {:>15} {:>18}",
             r.name,
             r.provider,
             r.class,
             if r.model.is_empty() { "-" } else { &r.model },
             r.vram_mib,
             r.phase,
+            r.score.map_or("-".to_string(), |s| s.to_string()),
             r.reputation,
             r.load,
             cxt(r.stake),

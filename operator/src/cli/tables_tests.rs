@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::api::device::{
-    DeviceSource, DeviceSpec, DeviceStatus, GpuInfo, Identification, NodeSource,
+    Benchmark, DeviceSource, DeviceSpec, DeviceStatus, GpuInfo, Identification, NodeSource,
 };
 use crate::api::task_status::{ComputeTaskStatus, DeviceContribution, FragmentCounts, TaskResult};
 use crate::api::{DeviceClass, DevicePhase, TaskPhase};
@@ -44,6 +44,12 @@ fn device(name: &str, provider: &str, model: Option<(&str, u64)>, phase: DeviceP
     };
     status.reputation.score = 612;
     status.stake = BaseUnits(2_500_000_000);
+    // Measured for the GPU, not yet for the agent.
+    status.benchmark =
+        (!status.identification.as_ref().unwrap().gpus.is_empty()).then(|| Benchmark {
+            score: 1_184_302,
+            ..Default::default()
+        });
     d.status = Some(status);
     d
 }
