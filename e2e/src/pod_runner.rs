@@ -99,6 +99,9 @@ pub struct RunnerOptions {
     /// The API server a container mounting the service-account directory is pointed at
     /// (with its own token); `None` leaves such containers without in-cluster access.
     pub api_server: Option<ApiServer>,
+    /// Tampered nodes: on each node named here, the runner starts this program instead of
+    /// the one the Pod names, with the Pod's arguments, environment and volumes.
+    pub tampered: BTreeMap<String, PathBuf>,
 }
 
 impl Default for RunnerOptions {
@@ -116,6 +119,7 @@ impl Default for RunnerOptions {
             shutdown_grace: Duration::from_secs(5),
             pod_address_env: Vec::new(),
             api_server: None,
+            tampered: BTreeMap::new(),
         }
     }
 }

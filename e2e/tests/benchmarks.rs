@@ -4,7 +4,9 @@
 //! token. A CPU Node gets its measured score. A simulated Node whose labels claim an
 //! H100 measures its host's CPU, so it is Quarantined with an Event giving both figures,
 //! which is exactly what a data center's mislabelled Node would get. A driver change on
-//! the Node starts another benchmark. Requests that are not a benchmark Pod's are refused.
+//! the Node starts another benchmark. Tampered nodes, which run a liar in place of the
+//! worker with the Pod's real token, are quarantined for what they claim. Requests that
+//! are not a benchmark Pod's are refused.
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event;
@@ -20,6 +22,9 @@ use zop_operator::api::{Device, DevicePhase};
 
 const TEST: &str = "benchmarks";
 const PROVIDER: &str = "dc-bench";
+/// The tampered nodes (`create_extra_nodes` names them after their prefix and model).
+const LIAR_GPU: &str = "liar-gpu-h100-0001";
+const LIAR_CPU: &str = "liar-cpu-0001";
 
 async fn device(client: &Client, name: &str) -> Option<Device> {
     Api::<Device>::all(client.clone())
@@ -81,13 +86,18 @@ async fn nodes_are_measured_by_benchmark_pods_and_implausible_ones_quarantined()
     let operator = Operator::start_on(&env, TEST, &ns, port, &flags)
         .await
         .unwrap();
-    let runner = PodRunner::start(
-        client.clone(),
-        RunnerOptions {
-            namespace: Some(ns.clone()),
-            ..RunnerOptions::default()
-        },
-    );
+    // Two tampered nodes run a liar in place of `zop-worker benchmark`, with the Pod's
+    // real token: an H100-labelled node whose run claims an L4's figures, and a CPU node
+    // claiming more than any GPU reaches.
+    let liar = zop_e2e::bin_path("zop-bench-liar");
+    let mut opts = RunnerOptions {
+        namespace: Some(ns.clone()),
+        tampered: BTreeMap::from([(LIAR_GPU.into(), liar.clone()), (LIAR_CPU.into(), liar)]),
+        ..RunnerOptions::default()
+    };
+    let lies = format!("{LIAR_GPU}=150000:NVIDIA L4,{LIAR_CPU}=5000000");
+    opts.override_env.insert("ZOP_LIES".into(), lies);
+    let runner = PodRunner::start(client.clone(), opts);
     let labels = BTreeMap::from([
         ("zoptoken.io/onboard".to_string(), "true".to_string()),
         ("zoptoken.io/provider".to_string(), PROVIDER.to_string()),
@@ -105,6 +115,13 @@ async fn nodes_are_measured_by_benchmark_pods_and_implausible_ones_quarantined()
             .unwrap()
     };
     let (cpu, h100) = (name_of("-"), name_of("H100"));
+    let liars = create_extra_nodes(&client, "liar", &mix, 2, &labels)
+        .await
+        .expect("creating the tampered nodes");
+    assert!(
+        liars.contains_key(LIAR_GPU) && liars.contains_key(LIAR_CPU),
+        "{liars:?}"
+    );
 
     // The CPU Node: measured, plausible, Online.
     let measured = wait_for(
@@ -178,9 +195,45 @@ async fn nodes_are_measured_by_benchmark_pods_and_implausible_ones_quarantined()
         "the event lacks a figure: {note}"
     );
 
-    // The gateway counted both verdicts.
+    // The tampered nodes' lies are caught, with both figures.
+    for (node, reason, figures) in [
+        (LIAR_GPU, "ModelMismatch", ["150000", "NVIDIA L4"]),
+        (LIAR_CPU, "BenchmarkTooHigh", ["5000000", "1979000"]),
+    ] {
+        let caught = wait_for(
+            &format!("the tampered node {node} quarantined"),
+            Duration::from_secs(60),
+            Duration::from_millis(300),
+            || async {
+                device(&client, node).await.filter(|d| {
+                    d.status
+                        .as_ref()
+                        .is_some_and(|s| s.phase == DevicePhase::Quarantined)
+                })
+            },
+        )
+        .await;
+        let why = condition(&caught, "HardwarePlausible").unwrap();
+        assert_eq!(why.reason, reason, "{why:?}");
+        assert!(
+            figures.iter().all(|f| why.message.contains(f)),
+            "{}",
+            why.message
+        );
+        eprintln!(
+            "FIGURE benchmarks: tampered node {node}: {reason}: {}",
+            why.message
+        );
+    }
+
+    // The gateway counted every verdict.
     let exposition = operator.scrape().await.unwrap();
-    for reason in ["Plausible", "BenchmarkTooLow"] {
+    for reason in [
+        "Plausible",
+        "BenchmarkTooLow",
+        "ModelMismatch",
+        "BenchmarkTooHigh",
+    ] {
         let n = sample(
             &exposition,
             "zop_gateway_node_benchmarks_total",
@@ -252,7 +305,7 @@ async fn nodes_are_measured_by_benchmark_pods_and_implausible_ones_quarantined()
     // Its Nodes and Devices go, so no later test's operator sees them.
     let node_api: Api<Node> = Api::all(client.clone());
     let device_api: Api<Device> = Api::all(client.clone());
-    for name in nodes.keys() {
+    for name in nodes.keys().chain(liars.keys()) {
         let _ = node_api.delete(name, &DeleteParams::default()).await;
         let _ = device_api.delete(name, &DeleteParams::default()).await;
     }

@@ -137,7 +137,14 @@ pub(super) async fn prepare(
             "the container has no command (the runner cannot read an image's entrypoint)",
         ));
     }
-    let program = resolve_program(&argv[0])?;
+    let tampered = spec
+        .node_name
+        .as_ref()
+        .and_then(|n| shared.opts.tampered.get(n));
+    let program = match tampered {
+        Some(p) => p.clone(),
+        None => resolve_program(&argv[0])?,
+    };
     let cwd = container
         .working_dir
         .as_deref()

@@ -99,7 +99,7 @@ pub async fn report(
         reason: "NotIdentified",
         message: format!("device {device} is not identified from its node yet; retry"),
     })?;
-    let verdict = match plausibility::check_seen(&claimed, &req.gpus) {
+    let verdict = match plausibility::check_seen(&claimed, &req.gpus, &req.benchmark) {
         Verdict::Plausible => {
             let reference = previous.benchmark.as_ref().map(|b| (&claimed, b));
             plausibility::check(reference, &claimed, &req.benchmark)

@@ -133,7 +133,11 @@ pub fn check(
 /// the claimed model's class (same known peak), and a claimed GPU must be seen at all.
 /// `seen` is the run's own detection; a run that saw no GPU leaves the score check to
 /// say so (a CPU-sized score), so only known models are compared here.
-pub fn check_seen(claimed: &Identification, seen: &[crate::api::device::GpuInfo]) -> Verdict {
+pub fn check_seen(
+    claimed: &Identification,
+    seen: &[crate::api::device::GpuInfo],
+    new: &Benchmark,
+) -> Verdict {
     let (Some(c), Some(s)) = (claimed.gpus.first(), seen.first()) else {
         return Verdict::Plausible;
     };
@@ -141,8 +145,8 @@ pub fn check_seen(claimed: &Identification, seen: &[crate::api::device::GpuInfo]
         (Some(a), Some(b)) if a != b => Verdict::Implausible {
             reason: "ModelMismatch",
             message: format!(
-                "the claimed {} (peak {a} GOP/s) ran as {} (peak {b} GOP/s)",
-                c.model, s.model
+                "benchmark measured {} GOP/s on a GPU that identifies as {} (peak {b} GOP/s); the claimed {} peaks at {a} GOP/s",
+                new.score, s.model, c.model
             ),
         },
         _ => Verdict::Plausible,
@@ -270,7 +274,7 @@ mod tests {
             check(None, &h100, &bench(1_000_000, "v1:1")),
             check(None, &h100, &bench(1, "v1:1")),
             check(None, &h100, &bench(u64::MAX / 2000, "v1:1")),
-            check_seen(&h100, &[seen]),
+            check_seen(&h100, &[seen], &bench(1, "v1:1")),
             check(Some((&old.0, &old.1)), &id(None), &bench(20, "v1:4,8,20")),
         ];
         for v in verdicts {
@@ -289,7 +293,8 @@ mod tests {
             ..Default::default()
         };
         let claimed = id(Some("NVIDIA-H100-80GB-HBM3"));
-        let v = check_seen(&claimed, &[l4("NVIDIA L4")]);
+        let b = bench(150_000, "v1:1");
+        let v = check_seen(&claimed, &[l4("NVIDIA L4")], &b);
         assert!(
             matches!(
                 v,
@@ -300,18 +305,23 @@ mod tests {
             ),
             "{v:?}"
         );
+        if let Verdict::Implausible { message, .. } = &v {
+            for figure in ["150000", "NVIDIA L4", "242000", "1979000"] {
+                assert!(message.contains(figure), "{figure}: {message}");
+            }
+        }
         // The same model under CUDA's spelling, no GPU seen, or an unknown model.
         assert_eq!(
-            check_seen(&claimed, &[l4("NVIDIA H100 80GB HBM3")]),
+            check_seen(&claimed, &[l4("NVIDIA H100 80GB HBM3")], &b),
             Verdict::Plausible
         );
-        assert_eq!(check_seen(&claimed, &[]), Verdict::Plausible);
+        assert_eq!(check_seen(&claimed, &[], &b), Verdict::Plausible);
         assert_eq!(
-            check_seen(&claimed, &[l4("Future GPU")]),
+            check_seen(&claimed, &[l4("Future GPU")], &b),
             Verdict::Plausible
         );
         assert_eq!(
-            check_seen(&id(None), &[l4("NVIDIA L4")]),
+            check_seen(&id(None), &[l4("NVIDIA L4")], &b),
             Verdict::Plausible
         );
     }
