@@ -53,6 +53,30 @@ async fn events(client: &Client, device: &str, reason: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until Device `name`'s status satisfies `ready` (`what` names that in a timeout).
+async fn wait_device(
+    client: &Client,
+    name: &str,
+    what: &str,
+    ready: impl Fn(&zop_operator::api::DeviceStatus) -> bool,
+) -> Device {
+    wait_for(
+        &format!("device {name} {what}"),
+        Duration::from_secs(90),
+        Duration::from_millis(300),
+        || async {
+            device(client, name)
+                .await
+                .filter(|d| d.status.as_ref().is_some_and(&ready))
+        },
+    )
+    .await
+}
+
+fn is_quarantined(s: &zop_operator::api::DeviceStatus) -> bool {
+    s.phase == DevicePhase::Quarantined
+}
+
 fn condition<'a>(
     d: &'a Device,
     type_: &str,
@@ -124,19 +148,11 @@ async fn nodes_are_measured_by_benchmark_pods_and_implausible_ones_quarantined()
     );
 
     // The CPU Node: measured, plausible, Online.
-    let measured = wait_for(
-        "the CPU node's benchmark",
-        Duration::from_secs(90),
-        Duration::from_millis(300),
-        || async {
-            device(&client, &cpu).await.filter(|d| {
-                d.status
-                    .as_ref()
-                    .and_then(|s| s.benchmark.as_ref())
-                    .is_some_and(|b| b.measured_at.is_some() && b.score > 0)
-            })
-        },
-    )
+    let measured = wait_device(&client, &cpu, "measured", |s| {
+        s.benchmark
+            .as_ref()
+            .is_some_and(|b| b.measured_at.is_some() && b.score > 0)
+    })
     .await;
     let cpu_seconds = started.elapsed().as_secs_f64();
     let status = measured.status.clone().unwrap();
@@ -150,19 +166,7 @@ async fn nodes_are_measured_by_benchmark_pods_and_implausible_ones_quarantined()
     );
 
     // The H100 Node measured a CPU: Quarantined, and the Event gives both figures.
-    let quarantined = wait_for(
-        "the H100 node quarantined",
-        Duration::from_secs(90),
-        Duration::from_millis(300),
-        || async {
-            device(&client, &h100).await.filter(|d| {
-                d.status
-                    .as_ref()
-                    .is_some_and(|s| s.phase == DevicePhase::Quarantined)
-            })
-        },
-    )
-    .await;
+    let quarantined = wait_device(&client, &h100, "quarantined", is_quarantined).await;
     let h100_seconds = started.elapsed().as_secs_f64();
     let claimed_score = quarantined
         .status
@@ -200,19 +204,7 @@ async fn nodes_are_measured_by_benchmark_pods_and_implausible_ones_quarantined()
         (LIAR_GPU, "ModelMismatch", ["150000", "NVIDIA L4"]),
         (LIAR_CPU, "BenchmarkTooHigh", ["5000000", "1979000"]),
     ] {
-        let caught = wait_for(
-            &format!("the tampered node {node} quarantined"),
-            Duration::from_secs(60),
-            Duration::from_millis(300),
-            || async {
-                device(&client, node).await.filter(|d| {
-                    d.status
-                        .as_ref()
-                        .is_some_and(|s| s.phase == DevicePhase::Quarantined)
-                })
-            },
-        )
-        .await;
+        let caught = wait_device(&client, node, "quarantined", is_quarantined).await;
         let why = condition(&caught, "HardwarePlausible").unwrap();
         assert_eq!(why.reason, reason, "{why:?}");
         assert!(

@@ -18,25 +18,6 @@ const SHELLS: [&str; 5] = ["sh", "bash", "dash", "ash", "busybox"];
 /// The image's user and group (distroless' `nonroot`).
 const NONROOT: u32 = 65532;
 
-/// A directory removed when dropped, so a failed test leaves no gigabyte of roots behind.
-#[derive(Debug)]
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("zop-images-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// How the binaries are run from an unpacked root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Way {
@@ -413,8 +394,12 @@ fn images_hold_their_binaries_run_as_nonroot_without_a_shell() {
     for b in ["zop-operator", "kubectl-zop", "zop-worker"] {
         zop_e2e::bin_path(b);
     }
-    let scratch = Scratch::new();
-    let out = scratch.0.join("out");
+    // Removed when dropped, so a failed test leaves no gigabyte of roots behind.
+    let scratch = tempfile::Builder::new()
+        .prefix("zop-images-")
+        .tempdir()
+        .unwrap();
+    let out = scratch.path().join("out");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/images.sh");
     let sizes = check(
         Command::new(&script)
@@ -423,8 +408,8 @@ fn images_hold_their_binaries_run_as_nonroot_without_a_shell() {
     );
     println!("{sizes}");
 
-    let operator = unpack(&umoci, &out, &scratch.0, "zop-operator");
-    let worker = unpack(&umoci, &out, &scratch.0, "zop-worker");
+    let operator = unpack(&umoci, &out, scratch.path(), "zop-operator");
+    let worker = unpack(&umoci, &out, scratch.path(), "zop-worker");
     check_config_and_root(&operator, &["kubectl-zop", "zop-operator"]);
     check_config_and_root(&worker, &["zop-worker"]);
     let way = choose_way(&worker);

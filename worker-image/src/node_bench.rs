@@ -8,7 +8,7 @@ use crate::client::GatewayError;
 use crate::pod::PodAuth;
 use crate::probe;
 use crate::shutdown::Shutdown;
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use std::time::Duration;
 use zop_api::protocol::{BenchmarkReport, BenchmarkVerdict};
 
@@ -40,13 +40,8 @@ pub async fn run(args: BenchmarkArgs, stop: Shutdown) -> anyhow::Result<Benchmar
         gpus: identification.gpus,
     };
     // A Device just onboarded may not be identified from its Node yet (409).
-    let retry = ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(10))
-        .with_jitter()
-        .with_max_times(10);
     let sent = (|| client.benchmark(bearer, &report))
-        .retry(retry)
+        .retry(crate::work::retry())
         .when(|e| e.is_transient() || matches!(e, GatewayError::Refused { status: 409, .. }))
         .notify(|e, after| tracing::warn!(error = %e, ?after, "benchmark report failed; retrying"));
     let verdict = stop

@@ -36,7 +36,8 @@ pub enum Outcome {
 /// reach the gateway; past it the fragment is left for reassignment.
 pub const REPORT_GRACE: Duration = Duration::from_secs(3);
 
-fn retry() -> ExponentialBuilder {
+/// Retries of a call to the gateway that may succeed later: about 30 s in all.
+pub(crate) fn retry() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(10))

@@ -18,6 +18,7 @@ use axum::http::HeaderMap;
 use axum::{Extension, Json};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
@@ -86,9 +87,7 @@ pub async fn report(
     let (device, node) = benchmark_target(&pod, &uid, node.as_deref()).map_err(forbidden)?;
     let current = state
         .devices
-        .state()
-        .into_iter()
-        .find(|d| d.name_any() == device)
+        .get(&ObjectRef::new(&device))
         .ok_or_else(|| forbidden(format!("device {device} does not exist")))?;
     if current.spec.source.node.as_ref().map(|n| n.name.as_str()) != Some(node.as_str()) {
         return Err(forbidden(format!("device {device} is not node {node}'s")));

@@ -19,6 +19,7 @@ use axum::{Extension, Json};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use std::net::IpAddr;
@@ -264,11 +265,7 @@ pub async fn heartbeat(
             "worker pods do not heartbeat; the operator measures cluster devices",
         ));
     };
-    let current = state
-        .devices
-        .state()
-        .into_iter()
-        .find(|d| d.name_any() == device);
+    let current = state.devices.get(&ObjectRef::new(&device));
     let status = current.as_ref().and_then(|d| d.status.clone());
     let identification = status.as_ref().and_then(|s| s.identification.clone());
     // Only a fresh benchmark re-applies the identification (for its plausibility check).
